@@ -1,0 +1,55 @@
+"""The ``benchd`` command line: ``run``, ``bench``, ``check``, ``history``, ``demo``, ``config``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from benchd import __version__
+
+#: Modules that each add one or more subcommands with ``add_parser(subparsers)``.
+COMMAND_MODULES = ("benchd.cli_bench", "benchd.cli_daemon", "benchd.cli_check", "benchd.demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole argument parser, subcommands included."""
+    parser = argparse.ArgumentParser(
+        prog="benchd",
+        description="benchd benchmarks every new model version a registry reports (MLPerf-style scenarios, "
+                    "latency percentiles, throughput, energy), decides whether it regressed against its "
+                    "baseline, and exports everything as Prometheus metrics.",
+        epilog="Run 'benchd COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"benchd {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log verbosity [default: INFO]")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``benchd`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""One benchmark run from Python or ``benchd bench``: model → folder → worker → RunResult.
+
+No torch import here unless the caller hands in an in-memory ``torch.nn.Module`` (then the caller's own
+process already has torch loaded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchd.config import BenchConfig, bench_config_from
+from benchd.errors import ConfigError, RunError, RunFailedError
+from benchd.records import SCENARIOS, RunResult, RunSpec
+from benchd.runner.launch import EventHandler, run_spec
+from benchd.runner.modelspec import ARTIFACT_SUFFIXES, SPEC_FILE
+
+logger = logging.getLogger(__name__)
+
+
+def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
+    """Apply command-line style overrides to a BenchConfig.
+
+    Understood keys: ``scenarios`` (names), ``device``, ``batch_sizes``, ``duration_s`` (sets
+    ``min_duration`` of every scenario, and raises ``max_duration`` to at least 3x), ``seed``, ``threads``,
+    ``dtype``, ``amp``, ``compile``, ``allow_pickle``, ``timeout_s``, ``target_qps``, ``concurrency``.
+
+    Raises:
+        ConfigError: an unknown key or scenario name.
+    """
+    scenarios = list(config.scenarios)
+    names = overrides.pop("scenarios", None)
+    if names:
+        by_name = {s.name: s for s in scenarios}
+        template = dataclasses.replace(scenarios[0], name="single_stream")
+        for name in names:
+            if name not in SCENARIOS:
+                raise ConfigError("scenarios", f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        scenarios = [by_name.get(n) or dataclasses.replace(template, name=n) for n in names]
+    per_scenario: dict[str, Any] = {}
+    if (duration := overrides.pop("duration_s", None)) is not None:
+        per_scenario["min_duration_s"] = duration
+    for key in ("target_qps", "concurrency", "samples_per_query", "warmup_s", "min_query_count"):
+        if (value := overrides.pop(key, None)) is not None:
+            per_scenario[key] = value
+    if per_scenario:
+        scenarios = [dataclasses.replace(s, **per_scenario) for s in scenarios]
+        if "min_duration_s" in per_scenario:
+            scenarios = [dataclasses.replace(s, max_duration_s=max(s.max_duration_s, 3 * s.min_duration_s))
+                         for s in scenarios]
+    known = {f.name for f in dataclasses.fields(BenchConfig)}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(key, "unknown setting")
+    changes = {k: (tuple(v) if k == "batch_sizes" else v) for k, v in overrides.items() if v is not None}
+    return config.replace(scenarios=tuple(scenarios), **changes)
+
+
+def spec_for(folder: str | Path, config: BenchConfig, *, model: str, version: str, device: str) -> RunSpec:
+    """Build the RunSpec that benchmarks the version folder ``folder`` with ``config`` on ``device``."""
+    return RunSpec(model=model, version=version, model_path=str(folder), scenarios=config.scenarios,
+                   batch_sizes=config.batch_sizes, device=device, dtype=config.dtype, amp=config.amp,
+                   compile=config.compile, threads=config.threads, allow_pickle=config.allow_pickle,
+                   timeout_s=config.timeout_s, seed=config.seed)
+
+
+def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:
+    tensors = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    out = []
+    for i, t in enumerate(tensors):
+        shape = list(getattr(t, "shape", ()))
+        if not shape:
+            raise ConfigError(f"inputs[{i}]", "each example input needs a batch dimension first")
+        dtype = str(getattr(t, "dtype", "float32")).removeprefix("torch.")
+        out.append({"name": f"input{i}", "shape": ["batch", *shape[1:]], "dtype": dtype})
+    return out
+
+
+def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
+    """Return a version folder for ``model_or_path`` (a folder, an artifact file or an nn.Module).
+
+    Raises:
+        ConfigError: an artifact or module without inputs to describe it.
+        RunError: the path does not exist.
+    """
+    if isinstance(model_or_path, (str, Path)):
+        path = Path(model_or_path)
+        if path.is_dir():
+            return path
+        if not path.exists():
+            raise RunError(f"{path} does not exist", "artifact_not_found")
+        if (path.parent / SPEC_FILE).is_file() and inputs is None:
+            return path.parent
+        if path.suffix not in ARTIFACT_SUFFIXES:
+            raise ConfigError("", f"{path} is not a model artifact ({', '.join(ARTIFACT_SUFFIXES)})")
+        if inputs is None:
+            raise ConfigError("inputs", f"{path} has no {SPEC_FILE} beside it: pass example inputs")
+        folder = workdir / "model"
+        folder.mkdir(parents=True)
+        (folder / path.name).symlink_to(path.resolve())
+        (folder / SPEC_FILE).write_text(yaml.safe_dump({"artifact": path.name, "inputs": _inputs_yaml(inputs)}))
+        return folder
+    if inputs is None:
+        raise ConfigError("inputs", "an in-memory model needs example inputs (a tensor or tuple of tensors)")
+    import torch  # the caller handed us a torch module, so torch is already loaded in this process
+
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    dims = tuple({0: torch.export.Dim("batch", min=1, max=1 << 16)} for _ in args)
+    program = torch.export.export(model_or_path.eval(), args, dynamic_shapes=dims)
+    folder = workdir / "model"
+    folder.mkdir(parents=True)
+    torch.export.save(program, str(folder / "model.pt2"))
+    (folder / SPEC_FILE).write_text(yaml.safe_dump({"artifact": "model.pt2", "inputs": _inputs_yaml(args)}))
+    return folder
+
+
+class DeviceContext:
+    """Open devices, a started sampler and the host fingerprint for runs outside the daemon."""
+
+    def __init__(self, mode: str = "auto", fake: dict[str, Any] | None = None) -> None:
+        from benchd.devices import open_devices
+        from benchd.devices.meter import WindowSampler
+        from benchd.devices.rapl import RAPLReader
+
+        self.devices = open_devices(mode=mode, fake=fake)
+        self.sampler = WindowSampler(self.devices, rapl=RAPLReader())
+        self.sampler.start()
+
+    def resolve(self, device: str) -> str:
+        """Resolve ``auto``/``cuda`` to a concrete device name using what NVML found."""
+        if device == "auto":
+            return "cuda:0" if len(self.devices) else "cpu"
+        return "cuda:0" if device == "cuda" else device
+
+    def fingerprint(self, device: str) -> dict[str, Any]:
+        """The parent-side hardware fingerprint for ``device``."""
+        from benchd.devices.fingerprint import host_fingerprint
+
+        return host_fingerprint(self.devices, device)
+
+    def close(self) -> None:
+        """Stop sampling and release the devices."""
+        self.sampler.stop()
+        self.devices.close()
+
+
+def run_folder(folder: Path, config: BenchConfig, out_dir: Path, *, model: str, version: str,
+               devices: DeviceContext, on_event: EventHandler | None = None) -> RunResult:
+    """Benchmark one version folder with ``config``, writing outputs to ``out_dir``."""
+    device = devices.resolve(config.device)
+    spec = spec_for(folder, config, model=model, version=version, device=device)
+    return run_spec(spec, out_dir, meter=devices.sampler, on_event=on_event,
+                    host_fingerprint=devices.fingerprint(device))
+
+
+def evaluate(model_or_path: Any, inputs: Any = None, config: Any = None, *, out_dir: str | Path | None = None,
+             on_event: Callable[[dict[str, Any]], None] | None = None, devices: str = "auto",
+             **overrides: Any) -> RunResult:
+    """See :func:`benchd.evaluate`."""
+    cfg = apply_overrides(bench_config_from(config), **overrides)
+    with tempfile.TemporaryDirectory(prefix="benchd-") as tmp:
+        folder = materialise(model_or_path, inputs, Path(tmp))
+        name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else \
+            type(model_or_path).__name__
+        target = Path(out_dir) if out_dir else Path(tmp) / "out"
+        ctx = DeviceContext(devices)
+        try:
+            result = run_folder(folder, cfg, target, model=name, version="local", devices=ctx, on_event=on_event)
+        finally:
+            ctx.close()
+        if out_dir is None:
+            result = _drop_files(result)
+    if not result.ok:
+        raise RunFailedError(f"{result.error_kind}: {result.error}", result.error_kind)
+    return result
+
+
+def _drop_files(result: RunResult) -> RunResult:
+    """Outputs in a temporary folder are gone after :func:`evaluate`: do not point at them."""
+    return dataclasses.replace(result, output_dir=None, results=tuple(
+        dataclasses.replace(r, latencies_file=None) for r in result.results))
+

@@ -1,0 +1,123 @@
+"""Input generation: LoadGen's performance sample set, held in memory, cut into ready batches.
+
+Samples come from the ``benchd.yaml`` input specs (seeded random values in the declared range) or from a
+dataset file (``.npz`` keyed by input name, or ``.npy``; first axis = samples). Batches are assembled
+once, before timing, so a timed query only indexes a list; preprocessing steps that the spec asks for
+run inside the timed query, as a production pipeline would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchd.errors import RunError
+from benchd.runner.modelspec import InputSpec, ModelSpec, PreprocessStep
+
+_TORCH_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64,
+    "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+#: At most this many distinct batches per batch size: enough to defeat caches, bounded in memory.
+MAX_DISTINCT_BATCHES = 64
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Return the torch dtype named ``name``."""
+    return _TORCH_DTYPES[name]
+
+
+def _load_dataset(folder: Path, spec: InputSpec) -> torch.Tensor:
+    path = folder / str(spec.dataset)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if spec.name not in z.files:
+                    raise RunError(f"{path} has no array named {spec.name!r} (has: {', '.join(z.files)})",
+                                   "invalid_model_spec")
+                array = z[spec.name]
+        else:
+            array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot read dataset {path}: {e}", "invalid_model_spec") from e
+    if array.ndim < 1 or len(array) == 0:
+        raise RunError(f"dataset {path} holds no samples (shape {array.shape})", "invalid_model_spec")
+    if spec.sample_shape and tuple(array.shape[1:]) != spec.sample_shape:
+        raise RunError(f"dataset {path}: samples have shape {tuple(array.shape[1:])}, but benchd.yaml declares "
+                       f"{list(spec.sample_shape)} for input {spec.name!r}", "input_mismatch")
+    return torch.from_numpy(np.ascontiguousarray(array)).to(torch_dtype(spec.dtype))
+
+
+def _random_samples(spec: InputSpec, count: int, gen: torch.Generator) -> torch.Tensor:
+    dtype = torch_dtype(spec.dtype)
+    shape = (count, *spec.sample_shape)
+    if dtype == torch.bool:
+        return torch.rand(shape, generator=gen) < 0.5
+    if dtype.is_floating_point:
+        values = torch.rand(shape, generator=gen, dtype=torch.float32) * (spec.high - spec.low) + spec.low
+        return values.to(dtype)
+    return torch.randint(int(spec.low), int(spec.high) + 1, shape, generator=gen).to(dtype)
+
+
+def sample_set(model_spec: ModelSpec, seed: int) -> list[torch.Tensor]:
+    """Return one tensor of samples per input, samples along the first axis, all of equal count."""
+    gen = torch.Generator().manual_seed(seed)
+    folder = Path(model_spec.folder)
+    tensors = [
+        _load_dataset(folder, s) if s.dataset else _random_samples(s, model_spec.performance_sample_count, gen)
+        for s in model_spec.inputs
+    ]
+    count = min(len(t) for t in tensors)
+    return [t[:count] for t in tensors]
+
+
+def make_batches(samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], batch_size: int,
+                 *, pin_memory: bool = False) -> list[tuple[torch.Tensor, ...]]:
+    """Cut the sample set into up to :data:`MAX_DISTINCT_BATCHES` contiguous batches of ``batch_size``.
+
+    Each input's batch dimension is placed where its spec declares it. With fewer samples than a batch
+    needs, samples repeat.
+    """
+    count = len(samples[0])
+    n_batches = max(1, min(MAX_DISTINCT_BATCHES, count // batch_size))
+    batches = []
+    for b in range(n_batches):
+        idx = torch.arange(b * batch_size, (b + 1) * batch_size) % count
+        parts = []
+        for tensor, spec in zip(samples, specs):
+            part = tensor.index_select(0, idx)
+            if spec.batch_dim != 0:
+                part = part.movedim(0, spec.batch_dim)
+            part = part.contiguous()
+            parts.append(part.pin_memory() if pin_memory else part)
+        batches.append(tuple(parts))
+    return batches
+
+
+def make_preprocess(steps: Sequence[PreprocessStep], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Compose the preprocessing steps into one function applied to every input tensor of a query."""
+    ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for step in steps:
+        if step.op == "rescale":
+            ops.append(lambda x, s=step.scale: x.float() * s if not x.is_floating_point() else x * s)
+        elif step.op == "normalize":
+            mean = torch.tensor(step.mean, device=device).reshape(1, -1)
+            std = torch.tensor(step.std, device=device).reshape(1, -1)
+
+            def normalize(x: torch.Tensor, mean: torch.Tensor = mean, std: torch.Tensor = std) -> torch.Tensor:
+                extra = (1,) * (x.dim() - 2)
+                return (x - mean.reshape(*mean.shape, *extra)) / std.reshape(*std.shape, *extra)
+
+            ops.append(normalize)
+        else:
+            ops.append(lambda x, dt=torch_dtype(step.dtype): x.to(dt))
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            x = op(x)
+        return x
+
+    return preprocess

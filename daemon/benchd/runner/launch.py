@@ -1,0 +1,183 @@
+"""Parent side of a run: start the worker process, watch it, measure energy, collect its result.
+
+This module never imports torch. The worker runs as ``python -m benchd.runner`` in its own session
+(process group) with a timeout; whatever it does (raise, segfault, hang, run out of memory) ends as a
+:class:`RunResult` with a typed error, and the caller carries on. While it runs, a sampler thread here
+(in the parent, not competing with the timing loop) reads device energy and telemetry; each scenario's
+measured window, reported by the worker in CLOCK_MONOTONIC seconds, is then matched against it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchd.records import RunResult, RunSpec, ScenarioResult, from_dict, to_dict
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], None]
+_KILL_GRACE_S = 3.0
+_STDERR_TAIL_BYTES = 4000
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _stderr_tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()[-_STDERR_TAIL_BYTES:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace").strip()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker's process group, then SIGKILL what is left after a short grace."""
+    for sig, wait_s in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _read_events(stream: Any, on_event: EventHandler | None) -> None:
+    for line in iter(stream.readline, b""):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if on_event is not None:
+            try:
+                on_event(event)
+            except Exception:  # a broken progress display must not break the run
+                logger.exception("progress handler failed")
+
+
+class WorkerProcess:
+    """One running worker; :meth:`wait` returns its exit status, or None on timeout or cancel."""
+
+    def __init__(self, spec: RunSpec, out_dir: Path, on_event: EventHandler | None, python: str) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        spec_path = out_dir / "spec.json"
+        spec_path.write_text(json.dumps(to_dict(spec), indent=1))
+        self.stderr_path = out_dir / "worker.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [python, "-m", "benchd.runner", str(spec_path), str(out_dir)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True,
+            )
+        self.reader = threading.Thread(target=_read_events, args=(self.proc.stdout, on_event),
+                                       name="benchd-worker-events", daemon=True)
+        self.reader.start()
+
+    def wait(self, timeout_s: float, cancel: threading.Event | None) -> int | None:
+        """Wait for the worker; kill it at ``timeout_s`` or when ``cancel`` is set."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                code = self.proc.wait(timeout=0.1)
+                self.reader.join(timeout=2.0)
+                return code
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                _kill_group(self.proc)
+                self.reader.join(timeout=2.0)
+                return None
+
+
+def run_spec(
+    spec: RunSpec,
+    out_dir: str | Path,
+    *,
+    meter: Any = None,
+    on_event: EventHandler | None = None,
+    cancel: threading.Event | None = None,
+    host_fingerprint: dict[str, Any] | None = None,
+    python: str = sys.executable,
+) -> RunResult:
+    """Run ``spec`` in a worker process and return its :class:`RunResult`; never raises for run failures.
+
+    Args:
+        spec: what to benchmark.
+        out_dir: where the worker writes ``result.json``, raw latencies and ``worker.log``.
+        meter: a started device sampler (``devices.meter.WindowSampler``) or None; when given, each
+            scenario result gets ``energy`` and ``telemetry`` for its measured window.
+        on_event: called with each progress event the worker reports.
+        cancel: when set, the worker is killed and the run recorded as ``interrupted``.
+        host_fingerprint: the parent's view of the hardware (devices.fingerprint), merged into the result.
+        python: the interpreter that runs the worker.
+    """
+    out_dir = Path(out_dir)
+    started = time.time()
+    fingerprint = dict(host_fingerprint or {})
+
+    def failed(outcome: str, kind: str, message: str) -> RunResult:
+        logger.warning("run of %s/%s failed (%s): %s", spec.model, spec.version, kind, message.splitlines()[0])
+        return RunResult(model=spec.model, version=spec.version, device=spec.device, outcome=outcome,
+                         error_kind=kind, error=message, started_unix_s=started, ended_unix_s=time.time(),
+                         fingerprint=fingerprint, output_dir=str(out_dir))
+
+    try:
+        worker = WorkerProcess(spec, out_dir, on_event, python)
+    except OSError as e:
+        return failed("failed", "worker_crashed", f"cannot start the worker process: {e}")
+    code = worker.wait(spec.timeout_s, cancel)
+    if code is None:
+        if cancel is not None and cancel.is_set():
+            return failed("failed", "interrupted", "the run was interrupted (benchd is shutting down)")
+        return failed("timeout", "timeout", f"the run did not finish within its timeout of {spec.timeout_s:g} s "
+                                            "and was killed")
+    result_path = out_dir / "result.json"
+    if not result_path.is_file():
+        tail = _stderr_tail(worker.stderr_path)
+        if code < 0:
+            message = f"the worker crashed with {_signal_name(-code)}"
+        else:
+            message = f"the worker exited with status {code} without a result"
+        return failed("failed", "worker_crashed", message + (f"; its last output:\n{tail}" if tail else ""))
+    payload = json.loads(result_path.read_text())
+    fingerprint.update({k: v for k, v in payload.get("worker", {}).items() if v is not None})
+    if "error" in payload:
+        return failed("failed", payload["error"]["kind"], payload["error"]["message"])
+    results = tuple(_measure_window(from_dict(ScenarioResult, r), meter) for r in payload["results"])
+    device = results[0].device if results else spec.device
+    outcome = "ok" if all(r.valid for r in results) else "invalid"
+    return RunResult(model=spec.model, version=spec.version, device=device, outcome=outcome, results=results,
+                     started_unix_s=started, ended_unix_s=time.time(), fingerprint=fingerprint,
+                     output_dir=str(out_dir))
+
+
+def _measure_window(result: ScenarioResult, meter: Any) -> ScenarioResult:
+    if meter is None:
+        return result
+    start, end = result.window_start_mono_s, result.window_end_mono_s
+    try:
+        energy = meter.energy_for_window(result.device, start, end, result.samples)
+        telemetry = meter.telemetry_for_window(result.device, start, end)
+    except Exception:  # energy is a bonus: never lose a result because a sensor failed
+        logger.exception("energy/telemetry for %s bs=%d failed", result.scenario, result.batch_size)
+        return result
+    return replace(result, energy=energy, telemetry=telemetry)

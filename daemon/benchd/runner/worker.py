@@ -1,0 +1,213 @@
+"""The benchmark worker: the only process that imports torch.
+
+``python -m benchd.runner SPEC.json OUT_DIR`` loads the model version described by the RunSpec, runs
+every (batch size, scenario) pair, saves raw latencies as ``.npy`` files and writes ``result.json``. It
+reports progress as JSON lines on stdout. A failure it can name is written to ``result.json`` as
+``{"error": {"kind", "message"}}`` (exit status 3); a crash leaves no result, and the parent reports
+the signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchd.errors import RunError
+from benchd.loadgen import run_scenario
+from benchd.loadgen.stats import percentile_s
+from benchd.records import RunSpec, ScenarioResult, from_dict, to_dict
+from benchd.runner.artifacts import load_model
+from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
+from benchd.runner.modelspec import ModelSpec, read_model_spec
+from benchd.runner.timing import DeviceTimer, autocast_context, make_query
+
+EXIT_HANDLED_ERROR = 3
+_SHAPE_WORDS = ("shape", "size", "dimension", "dtype", "expected", "mismatch", "must match", "guard")
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Write one progress event as a JSON line on stdout (read by the parent)."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto``/``cpu``/``cuda``/``cuda:N`` to a usable torch device.
+
+    Raises:
+        RunError: ``device_unavailable`` when CUDA is asked for but not usable.
+    """
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RunError(f"device {name} requested but CUDA is not available to torch {torch.__version__} "
+                       f"(CUDA build: {torch.version.cuda or 'none'})", "device_unavailable")
+    device = torch.device(name if ":" in name else "cuda:0")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise RunError(f"device {name} requested but only {torch.cuda.device_count()} CUDA device(s) are visible",
+                       "device_unavailable")
+    return device
+
+
+def _classify(e: BaseException, first_query: bool) -> RunError:
+    if isinstance(e, RunError):
+        return e
+    text = f"{type(e).__name__}: {e}"
+    if isinstance(e, MemoryError) or any(w in str(e).lower() for w in ("out of memory", "can't allocate")) or \
+            type(e).__name__ == "OutOfMemoryError":
+        return RunError(f"out of memory: {text}", "out_of_memory")
+    if first_query and any(w in str(e).lower() for w in _SHAPE_WORDS):
+        return RunError(f"the model rejected the inputs benchd.yaml describes: {text}", "input_mismatch")
+    where = "on its first query" if first_query else "during the run"
+    return RunError(f"the model raised {where}: {text}", "model_error")
+
+
+def _fingerprint(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "torch_version": torch.__version__,
+        "torch_cuda_version": torch.version.cuda,
+        "torch_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cudnn_version"] = torch.backends.cudnn.version()
+    return info
+
+
+def _prepare_model(spec: RunSpec, device: torch.device) -> tuple[Any, ModelSpec]:
+    model_spec = read_model_spec(spec.model_path)
+    model, fmt = load_model(model_spec.artifact, allow_pickle=spec.allow_pickle)
+    dtype = torch_dtype(spec.dtype)
+    try:
+        if fmt != "export" or device.type != "cpu" or dtype != torch.float32:
+            model = model.to(device=device, dtype=dtype) if hasattr(model, "to") else model
+    except Exception as e:  # noqa: BLE001
+        raise _classify(e, first_query=False) from e
+    if spec.compile:
+        model = torch.compile(model)
+    emit("loaded", artifact=model_spec.artifact, format=fmt, device=str(device))
+    return model, model_spec
+
+
+def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
+    """Benchmark ``spec`` and return its scenario results (latency files written into ``out_dir``)."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    device = resolve_device(spec.device)
+    model, model_spec = _prepare_model(spec, device)
+    samples = sample_set(model_spec, spec.seed)
+    dtype = torch_dtype(spec.dtype)
+    if dtype != torch.float32:
+        samples = [s.to(dtype) if s.is_floating_point() else s for s in samples]
+    preprocess = make_preprocess(model_spec.preprocess, device) if model_spec.preprocess else None
+    amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if spec.amp else None
+    results: list[ScenarioResult] = []
+    ran_multi_stream = False
+    for batch_size in spec.batch_sizes:
+        for settings in spec.scenarios:
+            if settings.name == "multi_stream":
+                if ran_multi_stream:
+                    continue  # its query size is samples_per_query, whatever the batch-size sweep says
+                ran_multi_stream = True
+            bs = settings.samples_per_query if settings.name == "multi_stream" else batch_size
+            batches = make_batches(samples, model_spec.inputs, bs, pin_memory=device.type == "cuda")
+            timer = DeviceTimer() if device.type == "cuda" else None
+            query = make_query(model, batches, device, preprocess, timer)
+            emit("scenario", scenario=settings.name, batch_size=bs, warmup_s=settings.warmup_s,
+                 min_duration_s=settings.min_duration_s, max_duration_s=settings.max_duration_s)
+            with ExitStack() as stack:
+                stack.enter_context(torch.inference_mode())
+                stack.enter_context(autocast_context(device, amp_dtype))
+                try:
+                    query(0)
+                except Exception as e:  # noqa: BLE001
+                    raise _classify(e, first_query=True) from e
+                if timer:
+                    timer.reset()
+                try:
+                    outcome = run_scenario(
+                        _with_inference_mode(query, amp_dtype, device) if settings.name == "concurrency" else query,
+                        settings, batch_size=bs, device=str(device),
+                        on_progress=lambda msg, s=settings.name: emit("progress", scenario=s, message=msg))
+                except Exception as e:  # noqa: BLE001
+                    raise _classify(e, first_query=False) from e
+            result = _save(outcome.result, outcome.latencies_ns, out_dir, timer)
+            results.append(result)
+            emit("scenario_done", scenario=settings.name, batch_size=bs, p50_s=result.latency.p50_s,
+                 p99_s=result.latency.p99_s, throughput_sps=result.throughput_sps, valid=result.valid)
+    return results
+
+
+def _with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torch.device) -> Any:
+    """Concurrency streams run in their own threads, where inference/autocast modes are not inherited."""
+    import threading
+
+    local = threading.local()
+
+    def query_in_mode(i: int) -> object:
+        if not getattr(local, "entered", False):
+            local.stack = ExitStack()
+            local.stack.enter_context(torch.inference_mode())
+            local.stack.enter_context(autocast_context(device, amp_dtype))
+            local.entered = True
+        return query(i)
+
+    return query_in_mode
+
+
+def _save(result: ScenarioResult, latencies_ns: np.ndarray, out_dir: Path, timer: DeviceTimer | None) -> ScenarioResult:
+    from dataclasses import replace
+
+    path = out_dir / f"latencies-{result.scenario}-bs{result.batch_size}.npy"
+    np.save(path, latencies_ns)
+    changes: dict[str, Any] = {"latencies_file": str(path)}
+    if timer and timer.starts:
+        device_ns = np.sort(timer.read_ns())
+        changes["device_time_p50_s"] = percentile_s(device_ns, 50.0)
+        changes["device_time_p99_s"] = percentile_s(device_ns, 99.0)
+    return replace(result, **changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m benchd.runner SPEC.json OUT_DIR``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m benchd.runner SPEC.json OUT_DIR\n")
+        return 2
+    spec_path, out_dir = Path(args[0]), Path(args[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = from_dict(RunSpec, json.loads(spec_path.read_text()))
+    started = time.time()
+    payload: dict[str, Any]
+    code = 0
+    try:
+        results = run(spec, out_dir)
+        device = resolve_device(spec.device)
+        payload = {"results": [to_dict(r) for r in results], "worker": _fingerprint(device)}
+    except RunError as e:
+        payload, code = {"error": {"kind": e.kind, "message": str(e)}}, EXIT_HANDLED_ERROR
+    except Exception as e:  # noqa: BLE001 - anything unexpected is still reported, never lost
+        tail = "".join(traceback.format_exception(e)[-3:])
+        payload, code = {"error": {"kind": "internal", "message": f"{type(e).__name__}: {e}\n{tail}"}}, \
+            EXIT_HANDLED_ERROR
+    payload["started_unix_s"] = started
+    payload["ended_unix_s"] = time.time()
+    payload["pid"] = os.getpid()
+    tmp = out_dir / "result.json.tmp"
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(out_dir / "result.json")
+    return code

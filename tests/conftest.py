@@ -1,0 +1,44 @@
+"""Shared fixtures: model versions written once per session, fast scenario settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchd.records import ScenarioSettings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def quick(name: str = "single_stream", **kw: object) -> ScenarioSettings:
+    """Scenario settings short enough for tests (about half a second each)."""
+    base = dict(name=name, warmup_queries=5, warmup_s=0.05, min_duration_s=0.3, max_duration_s=3.0,
+                min_query_count=50, target_qps=200.0, concurrency=2, samples_per_query=4)
+    base.update(kw)
+    return ScenarioSettings(**base)  # type: ignore[arg-type]
+
+
+def write_model(folder: Path, kind: str, **kw: object) -> Path:
+    """Write a zoo model version in a subprocess (keeps torch out of the test process)."""
+    args = [sys.executable, "-m", "benchd.runner.zoo", str(folder), kind]
+    for key, value in kw.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Model version folders: mlp, cnn, transformer (.pt2), mlp_ts (TorchScript), sleep (pickle)."""
+    root = tmp_path_factory.mktemp("zoo")
+    return {
+        "mlp": write_model(root / "mlp", "mlp"),
+        "cnn": write_model(root / "cnn", "cnn"),
+        "transformer": write_model(root / "transformer", "transformer"),
+        "mlp_ts": write_model(root / "mlp_ts", "mlp", format="torchscript"),
+        "mlp_pickle": write_model(root / "mlp_pickle", "mlp", format="pickle"),
+        "sleep": write_model(root / "sleep", "sleep", sleep_s=0.002),
+    }
