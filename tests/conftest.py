@@ -15,8 +15,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def quick(name: str = "single_stream", **kw: object) -> ScenarioSettings:
     """Scenario settings short enough for tests (about half a second each)."""
-    base = dict(name=name, warmup_queries=5, warmup_s=0.05, min_duration_s=0.3, max_duration_s=3.0,
-                min_query_count=50, target_qps=200.0, concurrency=2, samples_per_query=4)
+    base = dict(
+        name=name,
+        warmup_queries=5,
+        warmup_s=0.05,
+        min_duration_s=0.3,
+        max_duration_s=3.0,
+        min_query_count=50,
+        target_qps=200.0,
+        concurrency=2,
+        samples_per_query=4,
+    )
     base.update(kw)
     return ScenarioSettings(**base)  # type: ignore[arg-type]
 

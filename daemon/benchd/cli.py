@@ -18,13 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchd",
         description="benchd benchmarks every new model version a registry reports (MLPerf-style scenarios, "
-                    "latency percentiles, throughput, energy), decides whether it regressed against its "
-                    "baseline, and exports everything as Prometheus metrics.",
+        "latency percentiles, throughput, energy), decides whether it regressed against its "
+        "baseline, and exports everything as Prometheus metrics.",
         epilog="Run 'benchd COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"benchd {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="log verbosity [default: INFO]")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log verbosity [default: INFO]",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -42,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``benchd`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

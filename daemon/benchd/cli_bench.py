@@ -23,19 +23,29 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_parser(sub: Any) -> None:
     """Register ``bench`` on the CLI's subparsers."""
     p = sub.add_parser(
-        "bench", help="benchmark one model version folder or artifact",
+        "bench",
+        help="benchmark one model version folder or artifact",
         description="Benchmark a model version (a folder with the artifact and benchd.yaml, or an artifact "
-                    "whose folder has benchd.yaml) in an isolated worker process, and print a table. "
-                    "Raw latencies (.npy) and a JSON summary are kept in --out.",
+        "whose folder has benchd.yaml) in an isolated worker process, and print a table. "
+        "Raw latencies (.npy) and a JSON summary are kept in --out.",
     )
     p.add_argument("path", help="model version folder, or artifact file (.pt2, .pt, .ts)")
     p.add_argument("--config", help="benchmark config YAML (scenarios, settings, device...)")
-    p.add_argument("--scenario", action="append", dest="scenarios", metavar="NAME",
-                   help="scenario to run (repeatable or comma-separated): single_stream, multi_stream, "
-                        "server, offline, concurrency [default: from config, else single_stream]")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        dest="scenarios",
+        metavar="NAME",
+        help="scenario to run (repeatable or comma-separated): single_stream, multi_stream, "
+        "server, offline, concurrency [default: from config, else single_stream]",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto [default: auto]")
-    p.add_argument("--batch-size", dest="batch_sizes", metavar="N[,N...]",
-                   help="batch size, or a comma-separated sweep such as 1,8,32")
+    p.add_argument(
+        "--batch-size",
+        dest="batch_sizes",
+        metavar="N[,N...]",
+        help="batch size, or a comma-separated sweep such as 1,8,32",
+    )
     p.add_argument("--duration", metavar="DURATION", help="minimum measured duration per scenario, e.g. 10s")
     p.add_argument("--target-qps", type=float, help="server scenario: Poisson arrival rate")
     p.add_argument("--concurrency", type=int, help="concurrency scenario: closed-loop streams")
@@ -43,13 +53,24 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
     p.add_argument("--amp", action="store_true", default=None, help="run under autocast")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model first")
-    p.add_argument("--allow-pickle", action="store_true", default=None,
-                   help="allow loading pickled models (runs code from the file: only for trusted files)")
-    p.add_argument("--devices", default="auto", choices=("auto", "nvml", "fake", "none"),
-                   help="how energy and telemetry are read [default: auto]")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=None,
+        help="allow loading pickled models (runs code from the file: only for trusted files)",
+    )
+    p.add_argument(
+        "--devices",
+        default="auto",
+        choices=("auto", "nvml", "fake", "none"),
+        help="how energy and telemetry are read [default: auto]",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the RunResult as JSON to FILE ('-' for stdout)")
-    p.add_argument("--out", metavar="DIR", help="keep raw latencies and the summary here "
-                                                 "[default: ./benchd-results/<name>-<time>]")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="keep raw latencies and the summary here [default: ./benchd-results/<name>-<time>]",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_bench)
 
@@ -121,24 +142,59 @@ def _energy(r: Any) -> str:
 
 def format_table(result: RunResult) -> str:
     """A readable table of a run's scenario results."""
-    header = ("scenario", "bs", "queries", "p50", "p90", "p99", "p99.9", "p99 95% CI", "qps", "samples/s",
-              "energy/sample", "valid")
+    header = (
+        "scenario",
+        "bs",
+        "queries",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99 95% CI",
+        "qps",
+        "samples/s",
+        "energy/sample",
+        "valid",
+    )
     rows = [header]
     for r in result.results:
         lat = r.latency
         ci = f"[{_ms(lat.p99_ci_low_s)}, {_ms(lat.p99_ci_high_s)}]" if lat.p99_ci_low_s is not None else "-"
-        rows.append((r.scenario, str(r.batch_size), f"{r.queries:,}", _ms(lat.p50_s), _ms(lat.p90_s),
-                     _ms(lat.p99_s), _ms(lat.p999_s), ci, f"{r.throughput_qps:,.1f}", f"{r.throughput_sps:,.1f}",
-                     _energy(r), "VALID" if r.valid else "INVALID"))
+        rows.append(
+            (
+                r.scenario,
+                str(r.batch_size),
+                f"{r.queries:,}",
+                _ms(lat.p50_s),
+                _ms(lat.p90_s),
+                _ms(lat.p99_s),
+                _ms(lat.p999_s),
+                ci,
+                f"{r.throughput_qps:,.1f}",
+                f"{r.throughput_sps:,.1f}",
+                _energy(r),
+                "VALID" if r.valid else "INVALID",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {r.scenario} bs={r.batch_size}: INVALID: {'; '.join(r.invalid_reasons)}"
-             for r in result.results if not r.valid]
-    extra = [f"  {r.scenario} bs={r.batch_size}: max valid QPS {r.max_valid_qps:,.0f}"
-             for r in result.results if r.max_valid_qps]
-    dev = [f"  {r.scenario} bs={r.batch_size}: device time p50 {_ms(r.device_time_p50_s)} vs harness p50 "
-           f"{_ms(r.latency.p50_s)}" for r in result.results if r.device_time_p50_s is not None]
+    notes = [
+        f"  {r.scenario} bs={r.batch_size}: INVALID: {'; '.join(r.invalid_reasons)}"
+        for r in result.results
+        if not r.valid
+    ]
+    extra = [
+        f"  {r.scenario} bs={r.batch_size}: max valid QPS {r.max_valid_qps:,.0f}"
+        for r in result.results
+        if r.max_valid_qps
+    ]
+    dev = [
+        f"  {r.scenario} bs={r.batch_size}: device time p50 {_ms(r.device_time_p50_s)} vs harness p50 "
+        f"{_ms(r.latency.p50_s)}"
+        for r in result.results
+        if r.device_time_p50_s is not None
+    ]
     return "\n".join(lines + notes + extra + dev)
 
 
@@ -147,8 +203,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         config = bench_config_from(args.config)
         overrides: dict[str, Any] = {
-            "device": args.device, "threads": args.threads, "dtype": args.dtype, "amp": args.amp,
-            "compile": args.compile, "allow_pickle": args.allow_pickle, "target_qps": args.target_qps,
+            "device": args.device,
+            "threads": args.threads,
+            "dtype": args.dtype,
+            "amp": args.amp,
+            "compile": args.compile,
+            "allow_pickle": args.allow_pickle,
+            "target_qps": args.target_qps,
             "concurrency": args.concurrency,
         }
         if args.scenarios:
@@ -163,7 +224,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     path = Path(args.path)
     name = (path if path.is_dir() else path.parent).resolve().name
-    out_dir = Path(args.out) if args.out else Path("benchd-results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = (
+        Path(args.out) if args.out else Path("benchd-results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     with tempfile.TemporaryDirectory(prefix="benchd-") as tmp:
         try:
             folder = materialise(path, None, Path(tmp))
@@ -173,8 +236,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         devices = DeviceContext(args.devices)
         try:
             with Progress(sys.stderr, not args.quiet) as progress:
-                result = run_folder(folder, config, out_dir, model=name, version=path.name, devices=devices,
-                                    on_event=progress.on_event)
+                result = run_folder(
+                    folder,
+                    config,
+                    out_dir,
+                    model=name,
+                    version=path.name,
+                    devices=devices,
+                    on_event=progress.on_event,
+                )
         finally:
             devices.close()
     summary = json.dumps(to_dict(result), indent=1)
@@ -188,7 +258,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.json != "-":
         device = result.fingerprint.get("device_name") or result.device
-        print(f"{result.model} on {result.device} ({device}), torch {result.fingerprint.get('torch_version', '?')}")
+        print(
+            f"{result.model} on {result.device} ({device}), "
+            f"torch {result.fingerprint.get('torch_version', '?')}"
+        )
         print(format_table(result))
         print(f"raw latencies and summary.json: {out_dir}")
     return EXIT_OK

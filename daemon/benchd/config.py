@@ -40,7 +40,9 @@ _SCENARIO_FIELDS = {
     "seed": ("int", 0),
 }
 _FIELD_TO_ATTR = {
-    "warmup": "warmup_s", "min_duration": "min_duration_s", "max_duration": "max_duration_s",
+    "warmup": "warmup_s",
+    "min_duration": "min_duration_s",
+    "max_duration": "max_duration_s",
     "latency_bound": "latency_bound_s",
 }
 
@@ -126,11 +128,15 @@ def _read_scenarios(reader: FieldReader, defaults: ScenarioSettings) -> tuple[Sc
     if isinstance(raw, list):
         raw = {name: {} for name in raw} if all(isinstance(n, str) for n in raw) else raw
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(path, "expected a list of scenario names or a mapping name -> settings", reader.source)
+        raise ConfigError(
+            path, "expected a list of scenario names or a mapping name -> settings", reader.source
+        )
     out = []
     for name, body in raw.items():
         if name not in SCENARIOS:
-            raise ConfigError(f"{path}.{name}", f"unknown scenario; known: {', '.join(SCENARIOS)}", reader.source)
+            raise ConfigError(
+                f"{path}.{name}", f"unknown scenario; known: {', '.join(SCENARIOS)}", reader.source
+            )
         out.append(read_scenario(name, FieldReader(body, f"{path}.{name}", reader.source), defaults))
     return tuple(out)
 
@@ -232,8 +238,17 @@ class DaemonConfig:
 
 _REGISTRY_FIELDS = {
     "local": ("root", "settle"),
-    "mlflow": ("tracking_uri", "models", "champion_alias", "auth", "verify_tls", "ca_bundle",
-               "max_artifact_bytes", "webhook_secret_env", "timeout"),
+    "mlflow": (
+        "tracking_uri",
+        "models",
+        "champion_alias",
+        "auth",
+        "verify_tls",
+        "ca_bundle",
+        "max_artifact_bytes",
+        "webhook_secret_env",
+        "timeout",
+    ),
 }
 
 
@@ -250,7 +265,12 @@ def read_daemon_config(data: Any, source: str) -> DaemonConfig:
     """Validate a parsed daemon config document."""
     top = FieldReader(data, "", source)
     data_dir = _expand(top.string("data_dir", "") or default_data_dir(), "")
-    http, store, devices, export = top.child("http"), top.child("store"), top.child("devices"), top.child("export")
+    http, store, devices, export = (
+        top.child("http"),
+        top.child("store"),
+        top.child("devices"),
+        top.child("export"),
+    )
     registries = _read_registries(top, data_dir)
     names = [r.name for r in registries]
     if len(set(names)) != len(names):
@@ -290,7 +310,9 @@ def read_daemon_config(data: Any, source: str) -> DaemonConfig:
         source=source,
     )
     if not config.store_url.startswith("sqlite:///"):
-        raise store.error("url", f"only sqlite:///PATH is supported in this version, got {config.store_url!r}")
+        raise store.error(
+            "url", f"only sqlite:///PATH is supported in this version, got {config.store_url!r}"
+        )
     for r in (http, store, devices, export, top):
         r.finish()
     return config
@@ -308,7 +330,7 @@ def _read_buckets(export: FieldReader, raw: Any) -> tuple[float, ...]:
     from benchd.config_fields import parse_duration_s
 
     values = [parse_duration_s(v, f"export.latency_buckets[{i}]", export.source) for i, v in enumerate(raw)]
-    if any(b <= a for a, b in zip(values, values[1:])):
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
         raise export.error("latency_buckets", "bucket bounds must be strictly increasing")
     return tuple(values)
 
@@ -334,7 +356,9 @@ def _read_registries(top: FieldReader, data_dir: str) -> tuple[RegistryConfig, .
                 raise r.error("tracking_uri", f"must be an http(s) URL, got {uri!r}")
             options["tracking_uri"] = uri
             models = r.raw("models")
-            if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+            if models is not None and not (
+                isinstance(models, list) and all(isinstance(m, str) for m in models)
+            ):
                 raise r.error("models", "expected a list of registered model names")
             options["models"] = models
             options["champion_alias"] = r.string("champion_alias", "champion")
@@ -344,14 +368,19 @@ def _read_registries(top: FieldReader, data_dir: str) -> tuple[RegistryConfig, .
             options["webhook_secret_env"] = r.string("webhook_secret_env", None)
             options["timeout_s"] = r.duration_s("timeout", 10.0, gt=0)
             auth = r.child("auth")
-            options["auth"] = {k: auth.string(k, None) for k in
-                               ("username_env", "password_env", "bearer_token_env")}
+            options["auth"] = {
+                k: auth.string(k, None) for k in ("username_env", "password_env", "bearer_token_env")
+            }
             auth.finish()
-        out.append(RegistryConfig(
-            name=name, type=kind,
-            poll_interval_s=r.duration_s("poll_interval", 10.0 if kind == "local" else 30.0, gt=0),
-            allow_pickle=r.boolean("allow_pickle", False), options=options,
-        ))
+        out.append(
+            RegistryConfig(
+                name=name,
+                type=kind,
+                poll_interval_s=r.duration_s("poll_interval", 10.0 if kind == "local" else 30.0, gt=0),
+                allow_pickle=r.boolean("allow_pickle", False),
+                options=options,
+            )
+        )
         r.finish()
     return tuple(out)
 

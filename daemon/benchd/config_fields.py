@@ -11,7 +11,16 @@ from typing import Any
 from benchd.errors import ConfigError
 
 _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_DURATION_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_UNITS_S = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    None: 1.0,
+}
 
 
 def parse_duration_s(value: Any, path: str = "", source: str | None = None) -> float:
@@ -92,22 +101,34 @@ class FieldReader:
         return value
 
     def number(
-        self, key: str, default: float | None, *, gt: float | None = None, ge: float | None = None,
-        le: float | None = None, integer: bool = False,
+        self,
+        key: str,
+        default: float | None,
+        *,
+        gt: float | None = None,
+        ge: float | None = None,
+        le: float | None = None,
+        integer: bool = False,
     ) -> Any:
         """Read a number with optional bounds (``gt``: strictly greater, ``ge``, ``le``)."""
         value = self.raw(key, default)
         if value is None:
             return None
         kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int))
+        ):
             raise self.error(key, f"expected {kind}, got {value!r}")
         if not math.isfinite(value):
             raise self.error(key, f"must be finite, got {value!r}")
         self._check_bounds(key, value, gt, ge, le)
         return int(value) if integer else float(value)
 
-    def duration_s(self, key: str, default: float | None, *, gt: float | None = None, ge: float | None = None) -> Any:
+    def duration_s(
+        self, key: str, default: float | None, *, gt: float | None = None, ge: float | None = None
+    ) -> Any:
         """Read a duration in seconds (``10s``, ``500ms``, ``2m`` or a plain number of seconds)."""
         value = self.raw(key, default)
         if value is None:
@@ -132,12 +153,15 @@ class FieldReader:
             except (TypeError, ValueError):
                 number = None
             if number is None or number < ge:
-                raise ConfigError(f"{self.child_path(key)}[{i}]", f"expected an integer >= {ge}, got {item!r}",
-                                  self.source)
+                raise ConfigError(
+                    f"{self.child_path(key)}[{i}]", f"expected an integer >= {ge}, got {item!r}", self.source
+                )
             out.append(number)
         return tuple(out)
 
-    def _check_bounds(self, key: str, value: float, gt: float | None, ge: float | None, le: float | None) -> None:
+    def _check_bounds(
+        self, key: str, value: float, gt: float | None, ge: float | None, le: float | None
+    ) -> None:
         if gt is not None and not value > gt:
             raise self.error(key, f"must be > {gt:g}, got {value!r}")
         if ge is not None and not value >= ge:

@@ -52,8 +52,10 @@ def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
     if per_scenario:
         scenarios = [dataclasses.replace(s, **per_scenario) for s in scenarios]
         if "min_duration_s" in per_scenario:
-            scenarios = [dataclasses.replace(s, max_duration_s=max(s.max_duration_s, 3 * s.min_duration_s))
-                         for s in scenarios]
+            scenarios = [
+                dataclasses.replace(s, max_duration_s=max(s.max_duration_s, 3 * s.min_duration_s))
+                for s in scenarios
+            ]
     known = {f.name for f in dataclasses.fields(BenchConfig)}
     for key in overrides:
         if key not in known:
@@ -64,10 +66,21 @@ def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
 
 def spec_for(folder: str | Path, config: BenchConfig, *, model: str, version: str, device: str) -> RunSpec:
     """Build the RunSpec that benchmarks the version folder ``folder`` with ``config`` on ``device``."""
-    return RunSpec(model=model, version=version, model_path=str(folder), scenarios=config.scenarios,
-                   batch_sizes=config.batch_sizes, device=device, dtype=config.dtype, amp=config.amp,
-                   compile=config.compile, threads=config.threads, allow_pickle=config.allow_pickle,
-                   timeout_s=config.timeout_s, seed=config.seed)
+    return RunSpec(
+        model=model,
+        version=version,
+        model_path=str(folder),
+        scenarios=config.scenarios,
+        batch_sizes=config.batch_sizes,
+        device=device,
+        dtype=config.dtype,
+        amp=config.amp,
+        compile=config.compile,
+        threads=config.threads,
+        allow_pickle=config.allow_pickle,
+        timeout_s=config.timeout_s,
+        seed=config.seed,
+    )
 
 
 def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:
@@ -104,7 +117,9 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
         folder = workdir / "model"
         folder.mkdir(parents=True)
         (folder / path.name).symlink_to(path.resolve())
-        (folder / SPEC_FILE).write_text(yaml.safe_dump({"artifact": path.name, "inputs": _inputs_yaml(inputs)}))
+        (folder / SPEC_FILE).write_text(
+            yaml.safe_dump({"artifact": path.name, "inputs": _inputs_yaml(inputs)})
+        )
         return folder
     if inputs is None:
         raise ConfigError("inputs", "an in-memory model needs example inputs (a tensor or tuple of tensors)")
@@ -150,28 +165,49 @@ class DeviceContext:
         self.devices.close()
 
 
-def run_folder(folder: Path, config: BenchConfig, out_dir: Path, *, model: str, version: str,
-               devices: DeviceContext, on_event: EventHandler | None = None) -> RunResult:
+def run_folder(
+    folder: Path,
+    config: BenchConfig,
+    out_dir: Path,
+    *,
+    model: str,
+    version: str,
+    devices: DeviceContext,
+    on_event: EventHandler | None = None,
+) -> RunResult:
     """Benchmark one version folder with ``config``, writing outputs to ``out_dir``."""
     device = devices.resolve(config.device)
     spec = spec_for(folder, config, model=model, version=version, device=device)
-    return run_spec(spec, out_dir, meter=devices.sampler, on_event=on_event,
-                    host_fingerprint=devices.fingerprint(device))
+    return run_spec(
+        spec, out_dir, meter=devices.sampler, on_event=on_event, host_fingerprint=devices.fingerprint(device)
+    )
 
 
-def evaluate(model_or_path: Any, inputs: Any = None, config: Any = None, *, out_dir: str | Path | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None, devices: str = "auto",
-             **overrides: Any) -> RunResult:
+def evaluate(
+    model_or_path: Any,
+    inputs: Any = None,
+    config: Any = None,
+    *,
+    out_dir: str | Path | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    devices: str = "auto",
+    **overrides: Any,
+) -> RunResult:
     """See :func:`benchd.evaluate`."""
     cfg = apply_overrides(bench_config_from(config), **overrides)
     with tempfile.TemporaryDirectory(prefix="benchd-") as tmp:
         folder = materialise(model_or_path, inputs, Path(tmp))
-        name = Path(str(model_or_path)).name if isinstance(model_or_path, (str, Path)) else \
-            type(model_or_path).__name__
+        name = (
+            Path(str(model_or_path)).name
+            if isinstance(model_or_path, (str, Path))
+            else type(model_or_path).__name__
+        )
         target = Path(out_dir) if out_dir else Path(tmp) / "out"
         ctx = DeviceContext(devices)
         try:
-            result = run_folder(folder, cfg, target, model=name, version="local", devices=ctx, on_event=on_event)
+            result = run_folder(
+                folder, cfg, target, model=name, version="local", devices=ctx, on_event=on_event
+            )
         finally:
             ctx.close()
         if out_dir is None:
@@ -183,6 +219,8 @@ def evaluate(model_or_path: Any, inputs: Any = None, config: Any = None, *, out_
 
 def _drop_files(result: RunResult) -> RunResult:
     """Outputs in a temporary folder are gone after :func:`evaluate`: do not point at them."""
-    return dataclasses.replace(result, output_dir=None, results=tuple(
-        dataclasses.replace(r, latencies_file=None) for r in result.results))
-
+    return dataclasses.replace(
+        result,
+        output_dir=None,
+        results=tuple(dataclasses.replace(r, latencies_file=None) for r in result.results),
+    )

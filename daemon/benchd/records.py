@@ -41,7 +41,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -281,7 +281,7 @@ class Verdict:
 
     @property
     def state(self) -> str:
-        """The overall state: regressed if any metric regressed, else inconclusive if any is, else the rest."""
+        """The overall state, the worst of the metrics' (regressed > inconclusive > more > improved)."""
         states = {m.state for m in self.metrics}
         for s in ("regressed", "inconclusive", "more", "improved"):
             if s in states:

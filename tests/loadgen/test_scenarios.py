@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from benchd.loadgen import run_scenario
-from benchd.loadgen.scenarios import StopRule, poisson_schedule_ns, run_closed_loop, run_concurrency, run_server
+from benchd.loadgen.scenarios import (
+    StopRule,
+    poisson_schedule_ns,
+    run_closed_loop,
+    run_concurrency,
+    run_server,
+)
 from tests.conftest import quick
 
 
@@ -56,8 +62,12 @@ def test_server_counts_latency_from_the_scheduled_time():
 
 
 def test_server_at_a_light_load_has_low_latency_and_is_valid():
-    r = run_scenario(noop, quick("server", target_qps=2000, min_duration_s=0.5, min_query_count=500,
-                                 latency_bound_s=0.01), batch_size=1, device="cpu").result
+    r = run_scenario(
+        noop,
+        quick("server", target_qps=2000, min_duration_s=0.5, min_query_count=500, latency_bound_s=0.01),
+        batch_size=1,
+        device="cpu",
+    ).result
     assert r.valid, r.invalid_reasons
     assert r.bound_met is True
     assert r.achieved_qps == pytest.approx(2000, rel=0.2)
@@ -65,8 +75,15 @@ def test_server_at_a_light_load_has_low_latency_and_is_valid():
 
 
 def test_server_search_finds_a_rate_that_holds_the_bound_and_reverifies_it():
-    settings = quick("server", target_qps=100, min_duration_s=0.4, min_query_count=20, latency_bound_s=0.01,
-                     search_max_qps=True, latency_percentile=90.0)
+    settings = quick(
+        "server",
+        target_qps=100,
+        min_duration_s=0.4,
+        min_query_count=20,
+        latency_bound_s=0.01,
+        search_max_qps=True,
+        latency_percentile=90.0,
+    )
     r = run_scenario(lambda i: time.sleep(0.002), settings, batch_size=1, device="cpu").result
     # A 2 ms single server saturates near 500 qps; with a 10 ms p90 bound the answer lies below that.
     assert r.max_valid_qps is not None and 100 <= r.max_valid_qps < 500
@@ -75,8 +92,12 @@ def test_server_search_finds_a_rate_that_holds_the_bound_and_reverifies_it():
 
 
 def test_server_bound_missed_is_invalid_with_the_reason():
-    r = run_scenario(lambda i: time.sleep(0.002), quick("server", target_qps=100, latency_bound_s=0.001,
-                                                        latency_percentile=90.0), batch_size=1, device="cpu").result
+    r = run_scenario(
+        lambda i: time.sleep(0.002),
+        quick("server", target_qps=100, latency_bound_s=0.001, latency_percentile=90.0),
+        batch_size=1,
+        device="cpu",
+    ).result
     assert not r.valid
     assert any("exceeds the bound" in reason for reason in r.invalid_reasons)
 
@@ -106,8 +127,12 @@ def test_concurrency_reraises_a_stream_failure():
 
 
 def test_invalid_when_too_few_queries_for_the_claimed_percentile():
-    r = run_scenario(lambda i: time.sleep(0.005), quick("multi_stream", min_query_count=10, max_query_count=30),
-                     batch_size=1, device="cpu").result
+    r = run_scenario(
+        lambda i: time.sleep(0.005),
+        quick("multi_stream", min_query_count=10, max_query_count=30),
+        batch_size=1,
+        device="cpu",
+    ).result
     assert not r.valid
     assert any("too few to claim p99" in reason for reason in r.invalid_reasons)
     assert r.mlperf_metric == "p99_latency_s"

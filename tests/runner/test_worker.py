@@ -22,13 +22,16 @@ def spec(folder, **kw):
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "transformer"])
 def test_every_scenario_runs_on_real_models(zoo, tmp_path, kind):
     events = []
-    result = run_spec(spec(zoo[kind], scenarios=ALL_SCENARIOS, batch_sizes=(1, 4)), tmp_path / "out",
-                      on_event=events.append)
+    result = run_spec(
+        spec(zoo[kind], scenarios=ALL_SCENARIOS, batch_sizes=(1, 4)), tmp_path / "out", on_event=events.append
+    )
     assert result.ok, result.error
     # multi_stream runs once (its query size is samples_per_query), the rest once per batch size
     got = sorted((r.scenario, r.batch_size) for r in result.results)
-    assert got == sorted([("multi_stream", 4)] + [(s, b) for s in ("single_stream", "server", "offline",
-                                                                     "concurrency") for b in (1, 4)])
+    assert got == sorted(
+        [("multi_stream", 4)]
+        + [(s, b) for s in ("single_stream", "server", "offline", "concurrency") for b in (1, 4)]
+    )
     for r in result.results:
         assert r.queries > 0 and r.latency.p50_s > 0
         assert r.latency.p50_s <= r.latency.p99_s <= r.latency.max_s
@@ -50,19 +53,23 @@ def test_torchscript_loads_and_pickle_needs_permission(zoo, tmp_path):
 
 
 def test_a_known_sleep_is_measured_with_small_bias(zoo, tmp_path):
-    result = run_spec(spec(zoo["sleep"], allow_pickle=True, scenarios=(quick(min_query_count=100),)),
-                      tmp_path / "out")
+    result = run_spec(
+        spec(zoo["sleep"], allow_pickle=True, scenarios=(quick(min_query_count=100),)), tmp_path / "out"
+    )
     assert result.ok, result.error
     lat = result.results[0].latency
     assert lat.min_s >= 0.002
     assert lat.p50_s < 0.002 + 0.001
 
 
-@pytest.mark.parametrize(("mode", "kind", "outcome"), [
-    ("raise", "model_error", "failed"),
-    ("oom", "out_of_memory", "failed"),
-    ("segfault", "worker_crashed", "failed"),
-])
+@pytest.mark.parametrize(
+    ("mode", "kind", "outcome"),
+    [
+        ("raise", "model_error", "failed"),
+        ("oom", "out_of_memory", "failed"),
+        ("segfault", "worker_crashed", "failed"),
+    ],
+)
 def test_model_failures_fail_the_run_not_the_caller(tmp_path, mode, kind, outcome):
     folder = write_model(tmp_path / mode, "faulty", mode=mode)
     result = run_spec(spec(folder, allow_pickle=True), tmp_path / "out")
@@ -112,6 +119,9 @@ def test_cancel_interrupts_the_worker(zoo, tmp_path):
     cancel = threading.Event()
     timer = threading.Timer(3.0, cancel.set)
     timer.start()
-    r = run_spec(spec(zoo["mlp"], scenarios=(quick(min_duration_s=60, max_duration_s=120),)), tmp_path / "out",
-                 cancel=cancel)
+    r = run_spec(
+        spec(zoo["mlp"], scenarios=(quick(min_duration_s=60, max_duration_s=120),)),
+        tmp_path / "out",
+        cancel=cancel,
+    )
     assert r.error_kind == "interrupted" and r.duration_s < 30

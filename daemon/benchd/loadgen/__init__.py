@@ -10,4 +10,11 @@ from benchd.loadgen.execute import ScenarioOutcome, build_result, run_scenario
 from benchd.loadgen.scenarios import Measurement, StopRule
 from benchd.loadgen.stats import summarise_latencies
 
-__all__ = ["Measurement", "ScenarioOutcome", "StopRule", "build_result", "run_scenario", "summarise_latencies"]
+__all__ = [
+    "Measurement",
+    "ScenarioOutcome",
+    "StopRule",
+    "build_result",
+    "run_scenario",
+    "summarise_latencies",
+]

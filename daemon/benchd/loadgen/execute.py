@@ -45,8 +45,13 @@ def samples_per_query(settings: ScenarioSettings, batch_size: int) -> int:
     return settings.samples_per_query if settings.name == "multi_stream" else batch_size
 
 
-def _measure(query: QueryFn, settings: ScenarioSettings, rule: StopRule, typical_ns: float,
-             target_qps: float | None = None) -> Measurement:
+def _measure(
+    query: QueryFn,
+    settings: ScenarioSettings,
+    rule: StopRule,
+    typical_ns: float,
+    target_qps: float | None = None,
+) -> Measurement:
     streams = settings.concurrency if settings.name == "concurrency" else 1
     capacity = estimate_capacity(rule, typical_ns, streams)
     if settings.name == "server":
@@ -57,8 +62,12 @@ def _measure(query: QueryFn, settings: ScenarioSettings, rule: StopRule, typical
 
 
 def _rule(settings: ScenarioSettings, scale: float = 1.0) -> StopRule:
-    return StopRule.from_seconds(settings.min_duration_s * scale, settings.max_duration_s * max(scale, 0.25),
-                                 max(1, int(settings.min_query_count * scale)), settings.max_query_count)
+    return StopRule.from_seconds(
+        settings.min_duration_s * scale,
+        settings.max_duration_s * max(scale, 0.25),
+        max(1, int(settings.min_query_count * scale)),
+        settings.max_query_count,
+    )
 
 
 def _server_valid(m: Measurement, settings: ScenarioSettings, target_qps: float) -> bool:
@@ -78,8 +87,12 @@ def sustained_ratio(m: Measurement) -> float:
     return 1.0 - float(m.latencies_ns[-1]) * 1e-9 / m.duration_s
 
 
-def search_max_qps(query: QueryFn, settings: ScenarioSettings, typical_ns: float,
-                   on_progress: Callable[[str], None] | None = None) -> float | None:
+def search_max_qps(
+    query: QueryFn,
+    settings: ScenarioSettings,
+    typical_ns: float,
+    on_progress: Callable[[str], None] | None = None,
+) -> float | None:
     """Find the highest Poisson QPS whose latency percentile holds the bound, with short trials.
 
     Doubles from ``target_qps`` until a trial fails, then bisects between the last pass and the first
@@ -144,8 +157,15 @@ def run_scenario(
         if on_progress:
             on_progress("measure")
         m = _measure(query, settings, _rule(settings), typical_ns, target)
-    result = build_result(m, settings, batch_size=batch_size, device=device, warmup_ns=warm,
-                          target_qps=target, max_valid_qps=max_valid)
+    result = build_result(
+        m,
+        settings,
+        batch_size=batch_size,
+        device=device,
+        warmup_ns=warm,
+        target_qps=target,
+        max_valid_qps=max_valid,
+    )
     return ScenarioOutcome(result, m.latencies_ns)
 
 
@@ -167,15 +187,21 @@ def build_result(
     qps = m.queries / duration_s if duration_s > 0 else 0.0
     reasons: list[str] = []
     if duration_s < settings.min_duration_s:
-        reasons.append(f"duration {duration_s:.2f}s below min_duration {settings.min_duration_s:g}s "
-                       f"(max_query_count {settings.max_query_count} reached first)")
+        reasons.append(
+            f"duration {duration_s:.2f}s below min_duration {settings.min_duration_s:g}s "
+            f"(max_query_count {settings.max_query_count} reached first)"
+        )
     if m.queries < settings.min_query_count:
-        reasons.append(f"{m.queries} queries below min_query_count {settings.min_query_count} "
-                       f"(max_duration {settings.max_duration_s:g}s reached first)")
+        reasons.append(
+            f"{m.queries} queries below min_query_count {settings.min_query_count} "
+            f"(max_duration {settings.max_duration_s:g}s reached first)"
+        )
     claimed = CLAIMED_PERCENTILE.get(name, settings.latency_percentile if name == "server" else None)
     if claimed is not None and m.queries < min_queries_for_percentile(claimed):
-        reasons.append(f"{m.queries} queries are too few to claim p{claimed:g} "
-                       f"(needs {min_queries_for_percentile(claimed)})")
+        reasons.append(
+            f"{m.queries} queries are too few to claim p{claimed:g} "
+            f"(needs {min_queries_for_percentile(claimed)})"
+        )
     bound_met = None
     if name == "server":
         target = target_qps or settings.target_qps
@@ -183,11 +209,15 @@ def build_result(
             observed = percentile_s(np.sort(m.latencies_ns), settings.latency_percentile)
             bound_met = observed <= settings.latency_bound_s
             if not bound_met:
-                reasons.append(f"p{settings.latency_percentile:g} latency {observed * 1e3:.3f} ms exceeds the "
-                               f"bound {settings.latency_bound_s * 1e3:.3f} ms at {target:,.0f} qps")
+                reasons.append(
+                    f"p{settings.latency_percentile:g} latency {observed * 1e3:.3f} ms exceeds the "
+                    f"bound {settings.latency_bound_s * 1e3:.3f} ms at {target:,.0f} qps"
+                )
         if m.queries and sustained_ratio(m) < SUSTAIN_RATIO:
-            reasons.append(f"could not sustain {target:,.0f} qps: queries were still queued when the run "
-                           f"ended (last query waited {m.latencies_ns[-1] * 1e-9:.3f} s)")
+            reasons.append(
+                f"could not sustain {target:,.0f} qps: queries were still queued when the run "
+                f"ended (last query waited {m.latencies_ns[-1] * 1e-9:.3f} s)"
+            )
         if settings.search_max_qps and max_valid_qps is None:
             reasons.append("no rate tried held the latency bound")
     metric, value = _mlperf_metric(name, latency, qps, spq, max_valid_qps)

@@ -142,7 +142,9 @@ def poisson_schedule_ns(target_qps: float, count: int, rng: np.random.Generator)
     return np.cumsum(gaps).astype(np.int64)
 
 
-def run_server(query: QueryFn, rule: StopRule, target_qps: float, seed: int, capacity: int = 4096) -> Measurement:
+def run_server(
+    query: QueryFn, rule: StopRule, target_qps: float, seed: int, capacity: int = 4096
+) -> Measurement:
     """Issue queries at Poisson arrival times (seeded) and time each from its *scheduled* issue time.
 
     Queries run one at a time: when the model falls behind, later queries wait, and that wait counts in
@@ -224,8 +226,10 @@ def run_concurrency(query: QueryFn, rule: StopRule, streams: int, capacity: int 
             errors.append(e)
             stop[0] = True
 
-    threads = [threading.Thread(target=stream, args=(k,), name=f"benchd-stream-{k}", daemon=True)
-               for k in range(streams)]
+    threads = [
+        threading.Thread(target=stream, args=(k,), name=f"benchd-stream-{k}", daemon=True)
+        for k in range(streams)
+    ]
     for t in threads:
         t.start()
     mono0 = time.monotonic()
@@ -236,7 +240,11 @@ def run_concurrency(query: QueryFn, rule: StopRule, streams: int, capacity: int 
     while not stop[0]:
         now = pc()
         total = sum(counts)
-        if (now >= min_deadline and total >= rule.min_queries) or now >= max_deadline or total >= rule.max_queries:
+        if (
+            (now >= min_deadline and total >= rule.min_queries)
+            or now >= max_deadline
+            or total >= rule.max_queries
+        ):
             break
         time.sleep(min(0.005, max(0.0, (min_deadline - now) * 1e-9)) or 0.001)
     stop[0] = True

@@ -36,7 +36,9 @@ def min_queries_for_percentile(q: float, confidence: float = 0.99) -> int:
 
 def _binom_cdf(n: int, p: float) -> np.ndarray:
     k = np.arange(n + 1, dtype=np.float64)
-    log_pmf = (math.lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p))
+    log_pmf = (
+        math.lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+    )
     return np.cumsum(np.exp(log_pmf))
 
 

@@ -18,8 +18,15 @@ from benchd.errors import RunError
 from benchd.runner.modelspec import InputSpec, ModelSpec, PreprocessStep
 
 _TORCH_DTYPES = {
-    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64,
-    "int64": torch.int64, "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
 }
 #: At most this many distinct batches per batch size: enough to defeat caches, bounded in memory.
 MAX_DISTINCT_BATCHES = 64
@@ -36,8 +43,10 @@ def _load_dataset(folder: Path, spec: InputSpec) -> torch.Tensor:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if spec.name not in z.files:
-                    raise RunError(f"{path} has no array named {spec.name!r} (has: {', '.join(z.files)})",
-                                   "invalid_model_spec")
+                    raise RunError(
+                        f"{path} has no array named {spec.name!r} (has: {', '.join(z.files)})",
+                        "invalid_model_spec",
+                    )
                 array = z[spec.name]
         else:
             array = np.load(path, allow_pickle=False)
@@ -46,8 +55,11 @@ def _load_dataset(folder: Path, spec: InputSpec) -> torch.Tensor:
     if array.ndim < 1 or len(array) == 0:
         raise RunError(f"dataset {path} holds no samples (shape {array.shape})", "invalid_model_spec")
     if spec.sample_shape and tuple(array.shape[1:]) != spec.sample_shape:
-        raise RunError(f"dataset {path}: samples have shape {tuple(array.shape[1:])}, but benchd.yaml declares "
-                       f"{list(spec.sample_shape)} for input {spec.name!r}", "input_mismatch")
+        raise RunError(
+            f"dataset {path}: samples have shape {tuple(array.shape[1:])}, but benchd.yaml declares "
+            f"{list(spec.sample_shape)} for input {spec.name!r}",
+            "input_mismatch",
+        )
     return torch.from_numpy(np.ascontiguousarray(array)).to(torch_dtype(spec.dtype))
 
 
@@ -67,15 +79,18 @@ def sample_set(model_spec: ModelSpec, seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     folder = Path(model_spec.folder)
     tensors = [
-        _load_dataset(folder, s) if s.dataset else _random_samples(s, model_spec.performance_sample_count, gen)
+        _load_dataset(folder, s)
+        if s.dataset
+        else _random_samples(s, model_spec.performance_sample_count, gen)
         for s in model_spec.inputs
     ]
     count = min(len(t) for t in tensors)
     return [t[:count] for t in tensors]
 
 
-def make_batches(samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], batch_size: int,
-                 *, pin_memory: bool = False) -> list[tuple[torch.Tensor, ...]]:
+def make_batches(
+    samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], batch_size: int, *, pin_memory: bool = False
+) -> list[tuple[torch.Tensor, ...]]:
     """Cut the sample set into up to :data:`MAX_DISTINCT_BATCHES` contiguous batches of ``batch_size``.
 
     Each input's batch dimension is placed where its spec declares it. With fewer samples than a batch
@@ -87,7 +102,7 @@ def make_batches(samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], ba
     for b in range(n_batches):
         idx = torch.arange(b * batch_size, (b + 1) * batch_size) % count
         parts = []
-        for tensor, spec in zip(samples, specs):
+        for tensor, spec in zip(samples, specs, strict=True):
             part = tensor.index_select(0, idx)
             if spec.batch_dim != 0:
                 part = part.movedim(0, spec.batch_dim)
@@ -97,7 +112,9 @@ def make_batches(samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], ba
     return batches
 
 
-def make_preprocess(steps: Sequence[PreprocessStep], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_preprocess(
+    steps: Sequence[PreprocessStep], device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Compose the preprocessing steps into one function applied to every input tensor of a query."""
     ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
     for step in steps:
@@ -107,13 +124,16 @@ def make_preprocess(steps: Sequence[PreprocessStep], device: torch.device) -> Ca
             mean = torch.tensor(step.mean, device=device).reshape(1, -1)
             std = torch.tensor(step.std, device=device).reshape(1, -1)
 
-            def normalize(x: torch.Tensor, mean: torch.Tensor = mean, std: torch.Tensor = std) -> torch.Tensor:
+            def normalize(
+                x: torch.Tensor, mean: torch.Tensor = mean, std: torch.Tensor = std
+            ) -> torch.Tensor:
                 extra = (1,) * (x.dim() - 2)
                 return (x - mean.reshape(*mean.shape, *extra)) / std.reshape(*std.shape, *extra)
 
             ops.append(normalize)
         else:
-            ops.append(lambda x, dt=torch_dtype(step.dtype): x.to(dt))
+            target = torch_dtype(step.dtype)
+            ops.append(lambda x, dt=target: x.to(dt))
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
         for op in ops:

@@ -86,10 +86,15 @@ class WorkerProcess:
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [python, "-m", "benchd.runner", str(spec_path), str(out_dir)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                start_new_session=True,
             )
-        self.reader = threading.Thread(target=_read_events, args=(self.proc.stdout, on_event),
-                                       name="benchd-worker-events", daemon=True)
+        self.reader = threading.Thread(
+            target=_read_events, args=(self.proc.stdout, on_event), name="benchd-worker-events", daemon=True
+        )
         self.reader.start()
 
     def wait(self, timeout_s: float, cancel: threading.Event | None) -> int | None:
@@ -135,10 +140,21 @@ def run_spec(
     fingerprint = dict(host_fingerprint or {})
 
     def failed(outcome: str, kind: str, message: str) -> RunResult:
-        logger.warning("run of %s/%s failed (%s): %s", spec.model, spec.version, kind, message.splitlines()[0])
-        return RunResult(model=spec.model, version=spec.version, device=spec.device, outcome=outcome,
-                         error_kind=kind, error=message, started_unix_s=started, ended_unix_s=time.time(),
-                         fingerprint=fingerprint, output_dir=str(out_dir))
+        logger.warning(
+            "run of %s/%s failed (%s): %s", spec.model, spec.version, kind, message.splitlines()[0]
+        )
+        return RunResult(
+            model=spec.model,
+            version=spec.version,
+            device=spec.device,
+            outcome=outcome,
+            error_kind=kind,
+            error=message,
+            started_unix_s=started,
+            ended_unix_s=time.time(),
+            fingerprint=fingerprint,
+            output_dir=str(out_dir),
+        )
 
     try:
         worker = WorkerProcess(spec, out_dir, on_event, python)
@@ -148,8 +164,11 @@ def run_spec(
     if code is None:
         if cancel is not None and cancel.is_set():
             return failed("failed", "interrupted", "the run was interrupted (benchd is shutting down)")
-        return failed("timeout", "timeout", f"the run did not finish within its timeout of {spec.timeout_s:g} s "
-                                            "and was killed")
+        return failed(
+            "timeout",
+            "timeout",
+            f"the run did not finish within its timeout of {spec.timeout_s:g} s and was killed",
+        )
     result_path = out_dir / "result.json"
     if not result_path.is_file():
         tail = _stderr_tail(worker.stderr_path)
@@ -165,9 +184,17 @@ def run_spec(
     results = tuple(_measure_window(from_dict(ScenarioResult, r), meter) for r in payload["results"])
     device = results[0].device if results else spec.device
     outcome = "ok" if all(r.valid for r in results) else "invalid"
-    return RunResult(model=spec.model, version=spec.version, device=device, outcome=outcome, results=results,
-                     started_unix_s=started, ended_unix_s=time.time(), fingerprint=fingerprint,
-                     output_dir=str(out_dir))
+    return RunResult(
+        model=spec.model,
+        version=spec.version,
+        device=device,
+        outcome=outcome,
+        results=results,
+        started_unix_s=started,
+        ended_unix_s=time.time(),
+        fingerprint=fingerprint,
+        output_dir=str(out_dir),
+    )
 
 
 def _measure_window(result: ScenarioResult, meter: Any) -> ScenarioResult:

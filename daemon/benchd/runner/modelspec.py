@@ -79,15 +79,21 @@ def find_artifact(folder: Path, named: str | None) -> Path:
     if named:
         path = folder / named
         if not path.is_file():
-            raise RunError(f"artifact {named!r} named in {folder / SPEC_FILE} does not exist", "artifact_not_found")
+            raise RunError(
+                f"artifact {named!r} named in {folder / SPEC_FILE} does not exist", "artifact_not_found"
+            )
         return path
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ARTIFACT_SUFFIXES)
     if not found:
-        raise RunError(f"no model artifact ({', '.join(ARTIFACT_SUFFIXES)}) in {folder}", "artifact_not_found")
+        raise RunError(
+            f"no model artifact ({', '.join(ARTIFACT_SUFFIXES)}) in {folder}", "artifact_not_found"
+        )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
-        raise RunError(f"several artifacts in {folder} ({names}); name one with 'artifact:' in {SPEC_FILE}",
-                       "artifact_not_found")
+        raise RunError(
+            f"several artifacts in {folder} ({names}); name one with 'artifact:' in {SPEC_FILE}",
+            "artifact_not_found",
+        )
     return found[0]
 
 
@@ -99,9 +105,12 @@ def _read_input(r: FieldReader) -> InputSpec:
     dataset = r.string("dataset", None)
     dtype = r.string("dtype", "float32", INPUT_DTYPES)
     value_range = r.raw("range", [0, 1])
-    if not (isinstance(value_range, list) and len(value_range) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
-            and value_range[0] <= value_range[1]):
+    if not (
+        isinstance(value_range, list)
+        and len(value_range) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+        and value_range[0] <= value_range[1]
+    ):
         raise r.error("range", f"expected [low, high] with low <= high, got {value_range!r}")
     if shape is None and dataset is None:
         raise r.error("shape", "is required unless a dataset file gives the samples")
@@ -115,9 +124,13 @@ def _read_input(r: FieldReader) -> InputSpec:
         batch_dim = marks[0]
         dims = [d for i, d in enumerate(shape) if i != batch_dim]
         if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-            raise r.error("shape", f"dimensions other than the batch must be positive integers, got {shape!r}")
+            raise r.error(
+                "shape", f"dimensions other than the batch must be positive integers, got {shape!r}"
+            )
         sample_shape = tuple(dims)
-    spec = InputSpec(name, sample_shape, batch_dim, dtype, float(value_range[0]), float(value_range[1]), dataset)
+    spec = InputSpec(
+        name, sample_shape, batch_dim, dtype, float(value_range[0]), float(value_range[1]), dataset
+    )
     r.finish()
     return spec
 
@@ -154,8 +167,11 @@ def read_model_spec(folder: str | Path) -> ModelSpec:
         raise RunError(f"model version folder {folder} does not exist", "artifact_not_found")
     spec_path = folder / SPEC_FILE
     if not spec_path.is_file():
-        raise RunError(f"{spec_path} is missing: a version folder needs the artifact plus {SPEC_FILE} "
-                       "describing its inputs", "invalid_model_spec")
+        raise RunError(
+            f"{spec_path} is missing: a version folder needs the artifact plus {SPEC_FILE} "
+            "describing its inputs",
+            "invalid_model_spec",
+        )
     try:
         data: Any = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         top = FieldReader(data, "", str(spec_path))
@@ -163,11 +179,15 @@ def read_model_spec(folder: str | Path) -> ModelSpec:
         raw_inputs = top.raw("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise top.error("inputs", "expected a non-empty list of inputs")
-        inputs = tuple(_read_input(FieldReader(x, f"inputs[{i}]", str(spec_path))) for i, x in enumerate(raw_inputs))
+        inputs = tuple(
+            _read_input(FieldReader(x, f"inputs[{i}]", str(spec_path))) for i, x in enumerate(raw_inputs)
+        )
         steps = top.raw("preprocess", [])
         if not isinstance(steps, list):
             raise top.error("preprocess", "expected a list of steps")
-        preprocess = tuple(_read_step(FieldReader(x, f"preprocess[{i}]", str(spec_path))) for i, x in enumerate(steps))
+        preprocess = tuple(
+            _read_step(FieldReader(x, f"preprocess[{i}]", str(spec_path))) for i, x in enumerate(steps)
+        )
         count = top.number("performance_sample_count", 256, ge=1, integer=True)
         top.finish()
     except ConfigError as e:
@@ -176,5 +196,7 @@ def read_model_spec(folder: str | Path) -> ModelSpec:
         raise RunError(f"{spec_path}: not valid YAML: {e}", "invalid_model_spec") from e
     for inp in inputs:
         if inp.dataset and not (folder / inp.dataset).is_file():
-            raise RunError(f"{spec_path}: inputs: dataset file {inp.dataset!r} does not exist", "invalid_model_spec")
+            raise RunError(
+                f"{spec_path}: inputs: dataset file {inp.dataset!r} does not exist", "invalid_model_spec"
+            )
     return ModelSpec(str(folder), str(artifact), inputs, preprocess, count)

@@ -38,7 +38,7 @@ class DeviceTimer:
     def read_ns(self) -> np.ndarray:
         """Device time of each recorded query in ns."""
         torch.cuda.synchronize()
-        ms = [s.elapsed_time(e) for s, e in zip(self.starts, self.ends)]
+        ms = [s.elapsed_time(e) for s, e in zip(self.starts, self.ends, strict=True)]
         return (np.asarray(ms, dtype=np.float64) * 1e6).astype(np.int64)
 
 
@@ -64,22 +64,27 @@ def make_query(
     n = len(batches)
     if device.type == "cpu":
         if preprocess is None:
+
             def cpu_query(i: int) -> object:
                 return model(*batches[i % n])
+
             return cpu_query
 
         def cpu_query_pre(i: int) -> object:
             return model(*[preprocess(x) for x in batches[i % n]])
+
         return cpu_query_pre
 
     sync = torch.cuda.synchronize
     pre = preprocess or (lambda x: x)
 
     if timer is None:
+
         def cuda_query(i: int) -> object:
             out = model(*[pre(x.to(device, non_blocking=True)) for x in batches[i % n]])
             sync(device)
             return out
+
         return cuda_query
 
     starts, ends, limit = timer.starts, timer.ends, timer.limit
@@ -98,4 +103,5 @@ def make_query(
         starts.append(start)
         ends.append(end)
         return out
+
     return cuda_query_timed

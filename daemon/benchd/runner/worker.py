@@ -52,12 +52,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RunError(f"device {name} requested but CUDA is not available to torch {torch.__version__} "
-                       f"(CUDA build: {torch.version.cuda or 'none'})", "device_unavailable")
+        raise RunError(
+            f"device {name} requested but CUDA is not available to torch {torch.__version__} "
+            f"(CUDA build: {torch.version.cuda or 'none'})",
+            "device_unavailable",
+        )
     device = torch.device(name if ":" in name else "cuda:0")
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise RunError(f"device {name} requested but only {torch.cuda.device_count()} CUDA device(s) are visible",
-                       "device_unavailable")
+        raise RunError(
+            f"device {name} requested but only {torch.cuda.device_count()} CUDA device(s) are visible",
+            "device_unavailable",
+        )
     return device
 
 
@@ -65,8 +70,11 @@ def _classify(e: BaseException, first_query: bool) -> RunError:
     if isinstance(e, RunError):
         return e
     text = f"{type(e).__name__}: {e}"
-    if isinstance(e, MemoryError) or any(w in str(e).lower() for w in ("out of memory", "can't allocate")) or \
-            type(e).__name__ == "OutOfMemoryError":
+    if (
+        isinstance(e, MemoryError)
+        or any(w in str(e).lower() for w in ("out of memory", "can't allocate"))
+        or type(e).__name__ == "OutOfMemoryError"
+    ):
         return RunError(f"out of memory: {text}", "out_of_memory")
     if first_query and any(w in str(e).lower() for w in _SHAPE_WORDS):
         return RunError(f"the model rejected the inputs benchd.yaml describes: {text}", "input_mismatch")
@@ -127,8 +135,14 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
             batches = make_batches(samples, model_spec.inputs, bs, pin_memory=device.type == "cuda")
             timer = DeviceTimer() if device.type == "cuda" else None
             query = make_query(model, batches, device, preprocess, timer)
-            emit("scenario", scenario=settings.name, batch_size=bs, warmup_s=settings.warmup_s,
-                 min_duration_s=settings.min_duration_s, max_duration_s=settings.max_duration_s)
+            emit(
+                "scenario",
+                scenario=settings.name,
+                batch_size=bs,
+                warmup_s=settings.warmup_s,
+                min_duration_s=settings.min_duration_s,
+                max_duration_s=settings.max_duration_s,
+            )
             with ExitStack() as stack:
                 stack.enter_context(torch.inference_mode())
                 stack.enter_context(autocast_context(device, amp_dtype))
@@ -140,15 +154,27 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                     timer.reset()
                 try:
                     outcome = run_scenario(
-                        _with_inference_mode(query, amp_dtype, device) if settings.name == "concurrency" else query,
-                        settings, batch_size=bs, device=str(device),
-                        on_progress=lambda msg, s=settings.name: emit("progress", scenario=s, message=msg))
+                        _with_inference_mode(query, amp_dtype, device)
+                        if settings.name == "concurrency"
+                        else query,
+                        settings,
+                        batch_size=bs,
+                        device=str(device),
+                        on_progress=lambda msg, s=settings.name: emit("progress", scenario=s, message=msg),
+                    )
                 except Exception as e:  # noqa: BLE001
                     raise _classify(e, first_query=False) from e
             result = _save(outcome.result, outcome.latencies_ns, out_dir, timer)
             results.append(result)
-            emit("scenario_done", scenario=settings.name, batch_size=bs, p50_s=result.latency.p50_s,
-                 p99_s=result.latency.p99_s, throughput_sps=result.throughput_sps, valid=result.valid)
+            emit(
+                "scenario_done",
+                scenario=settings.name,
+                batch_size=bs,
+                p50_s=result.latency.p50_s,
+                p99_s=result.latency.p99_s,
+                throughput_sps=result.throughput_sps,
+                valid=result.valid,
+            )
     return results
 
 
@@ -169,7 +195,9 @@ def _with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torc
     return query_in_mode
 
 
-def _save(result: ScenarioResult, latencies_ns: np.ndarray, out_dir: Path, timer: DeviceTimer | None) -> ScenarioResult:
+def _save(
+    result: ScenarioResult, latencies_ns: np.ndarray, out_dir: Path, timer: DeviceTimer | None
+) -> ScenarioResult:
     from dataclasses import replace
 
     path = out_dir / f"latencies-{result.scenario}-bs{result.batch_size}.npy"
@@ -202,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         payload, code = {"error": {"kind": e.kind, "message": str(e)}}, EXIT_HANDLED_ERROR
     except Exception as e:  # noqa: BLE001 - anything unexpected is still reported, never lost
         tail = "".join(traceback.format_exception(e)[-3:])
-        payload, code = {"error": {"kind": "internal", "message": f"{type(e).__name__}: {e}\n{tail}"}}, \
-            EXIT_HANDLED_ERROR
+        payload, code = (
+            {"error": {"kind": "internal", "message": f"{type(e).__name__}: {e}\n{tail}"}},
+            EXIT_HANDLED_ERROR,
+        )
     payload["started_unix_s"] = started
     payload["ended_unix_s"] = time.time()
     payload["pid"] = os.getpid()

@@ -51,9 +51,15 @@ class CNN(nn.Module):
         super().__init__()
         c = max(4, int(16 * width))
         self.features = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(3, c, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * c, 4 * c, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Linear(4 * c, 10)
 
@@ -125,7 +131,9 @@ _INPUTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def build(kind: str, width: float = 1.0, sleep_s: float = 0.001, mode: str = "raise", after: int = 0) -> nn.Module:
+def build(
+    kind: str, width: float = 1.0, sleep_s: float = 0.001, mode: str = "raise", after: int = 0
+) -> nn.Module:
     """Build a model of ``kind`` with fixed (seeded) random weights, in eval mode."""
     torch.manual_seed(0)
     model: nn.Module
@@ -153,9 +161,17 @@ def example_inputs(kind: str, batch: int = 2) -> tuple[torch.Tensor, ...]:
     return (torch.rand(shape),)
 
 
-def write_version(folder: str | Path, kind: str, *, width: float = 1.0, sleep_s: float = 0.001,
-                  mode: str = "raise", after: int = 0, fmt: str | None = None,
-                  extra_spec: dict[str, Any] | None = None) -> Path:
+def write_version(
+    folder: str | Path,
+    kind: str,
+    *,
+    width: float = 1.0,
+    sleep_s: float = 0.001,
+    mode: str = "raise",
+    after: int = 0,
+    fmt: str | None = None,
+    extra_spec: dict[str, Any] | None = None,
+) -> Path:
     """Write a complete model version folder (artifact + ``benchd.yaml`` + ``READY``) and return it.
 
     ``fmt`` is ``export`` (default for real models), ``torchscript`` or ``pickle`` (default, and the only
@@ -166,8 +182,9 @@ def write_version(folder: str | Path, kind: str, *, width: float = 1.0, sleep_s:
     model = build(kind, width, sleep_s, mode, after)
     fmt = fmt or ("pickle" if kind in ("sleep", "faulty") else "export")
     if fmt == "export":
-        program = torch.export.export(model, example_inputs(kind),
-                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
+        program = torch.export.export(
+            model, example_inputs(kind), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)
+        )
         artifact = folder / "model.pt2"
         torch.export.save(program, str(artifact))
     elif fmt == "torchscript":
@@ -195,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     # Import ourselves by name: pickled models must reference benchd.runner.zoo.X, not __main__.X.
     from benchd.runner import zoo
 
-    zoo.write_version(args.folder, args.kind, width=args.width, sleep_s=args.sleep_s, mode=args.mode, fmt=args.fmt)
+    zoo.write_version(
+        args.folder, args.kind, width=args.width, sleep_s=args.sleep_s, mode=args.mode, fmt=args.fmt
+    )
     return 0
 
 
