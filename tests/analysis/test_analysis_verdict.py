@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchd.analysis import (
+    InsufficientDataError,
+    Thresholds,
+    Trial,
+    decide,
+    decide_metric,
+    pair_trials,
+    should_continue,
+)
+from benchd.records import MetricVerdict, Verdict, to_dict
+
+
+def by_metric(verdict: Verdict) -> dict[str, MetricVerdict]:
+    return {mv.metric: mv for mv in verdict.metrics}
+
+
+def test_identical_versions_are_unchanged_on_every_metric(make_trials):
+    verdict = decide(make_trials(1), final=True, candidate_version="v2", baseline_version="v1")
+    assert [mv.metric for mv in verdict.metrics] == [
+        "p99_latency",
+        "p50_latency",
+        "throughput",
+        "energy_per_sample",
+    ]
+    assert {mv.state for mv in verdict.metrics} == {"unchanged"}
+    assert verdict.state == "unchanged"
+    assert verdict.method == "paired" and not verdict.weaker
+    p99 = verdict.metrics[0]
+    assert p99.ratio_low <= p99.ratio <= p99.ratio_high
+    assert p99.ratio == pytest.approx(p99.candidate_value / p99.baseline_value)
+    assert (p99.pairs, p99.n_baseline, p99.n_candidate) == (10, 20_000, 20_000)
+    assert (p99.threshold, p99.min_effect) == (0.10, 0.05)
+
+
+def test_twins_rarely_raise_a_false_alarm_despite_drift_between_pairs(make_trials):
+    false_alarms = 0
+    for seed in range(50):
+        trials = make_trials(seed, drift=0.06, jitter=0.02)
+        verdict = decide(trials, metrics=("p99_latency", "p50_latency"), seed=seed, final=True)
+        false_alarms += verdict.state in ("regressed", "improved")
+    assert false_alarms <= 2
+
+
+def test_twins_stay_quiet_when_checked_after_every_pair(make_trials):
+    # Sequential looks (decide after each pair, stop once decided) must not inflate false alarms.
+    outcomes = []
+    for seed in range(20):
+        trials = make_trials(seed, pairs=20, drift=0.06, jitter=0.03)
+        for done in range(2, 21):
+            batch = [t for t in trials if t.pair_index < done]
+            verdict = decide(batch, metrics=("p99_latency",), seed=seed)
+            if not should_continue(verdict, done, min_pairs=3, max_pairs=20, elapsed_s=0.0, time_cap_s=60.0):
+                break
+        outcomes.append(decide(batch, metrics=("p99_latency",), seed=seed, final=True).state)
+    assert outcomes.count("regressed") + outcomes.count("improved") <= 1
+    assert outcomes.count("unchanged") >= 15
+
+
+def test_tail_regression_of_25_percent_is_caught(make_trials):
+    states = [decide_metric("p99_latency", make_trials(s, tail_mult=1.25), seed=s).state for s in range(20)]
+    assert states.count("regressed") >= 19
+    p50 = decide_metric("p50_latency", make_trials(0, tail_mult=1.25), final=True)
+    assert p50.state == "unchanged"
+
+
+def test_three_percent_everywhere_is_never_regressed_at_ten_percent(make_trials):
+    for seed in range(50):
+        trials = make_trials(seed, tail_mult=1.03, body_mult=1.03)
+        verdict = decide(trials, metrics=("p99_latency", "p50_latency"), seed=seed, final=True)
+        assert verdict.state != "regressed", seed
+
+
+def test_tail_improvement_is_improved(make_trials):
+    mv = decide_metric("p99_latency", make_trials(3, tail_mult=0.75))
+    assert mv.state == "improved"
+    assert mv.ratio_high < 1 - mv.min_effect
+
+
+def test_undecided_asks_for_more_pairs_then_is_inconclusive_when_final(make_trials):
+    # +8%: above m = 5% but not clearly, and not within t = 10% either, with few noisy pairs.
+    trials = make_trials(7, pairs=4, jitter=0.04, tail_mult=1.08, body_mult=1.08)
+    more = decide_metric("p99_latency", trials)
+    assert more.state == "more"
+    assert more.ratio_low < 1 + more.min_effect and more.ratio_high > 1 + more.threshold
+    final = decide_metric("p99_latency", trials, final=True)
+    assert final.state == "inconclusive"
+    assert (final.ratio_low, final.ratio_high) == (more.ratio_low, more.ratio_high)
+    assert decide(trials, final=True).state == "inconclusive"
+
+
+def test_a_single_pair_never_decides(make_trials):
+    trials = make_trials(0, pairs=1, tail_mult=2.0)
+    assert decide_metric("p99_latency", trials).state == "more"
+    assert decide_metric("p99_latency", trials, final=True).state == "inconclusive"
+
+
+def test_throughput_regresses_when_it_drops(make_trials):
+    slower = by_metric(decide(make_trials(2, tail_mult=1.25, body_mult=1.25)))["throughput"]
+    assert slower.higher_is_better
+    assert slower.ratio == pytest.approx(0.8, abs=0.03)
+    assert slower.ratio_high < 1 - slower.min_effect
+    assert slower.state == "regressed"
+    faster = by_metric(decide(make_trials(2, tail_mult=0.75, body_mult=0.75)))["throughput"]
+    assert faster.state == "improved" and faster.ratio > 1.2
+
+
+def test_energy_per_sample_regression_alone(make_trials):
+    verdict = by_metric(decide(make_trials(4, candidate_power_w=130.0)))
+    energy = verdict["energy_per_sample"]
+    assert energy.state == "regressed"
+    assert energy.ratio == pytest.approx(1.3, abs=0.03)
+    assert energy.baseline_value == pytest.approx(100.0 * 1.13e-3, rel=0.1)  # J/sample = W x mean latency
+    assert verdict["p99_latency"].state == "unchanged"
+
+
+def test_unmeasured_energy_is_left_out_with_a_note(make_trials):
+    trials = make_trials(0, energy=False)
+    verdict = decide(trials)
+    assert "energy_per_sample" not in by_metric(verdict)
+    assert "energy_per_sample left out: energy not measured" in verdict.note
+    with pytest.raises(InsufficientDataError, match="energy not measured"):
+        decide_metric("energy_per_sample", trials)
+
+
+def _drifting_scaled_batch(drift: float, ratio: float, pairs: int = 10) -> list[Trial]:
+    """Each pair: the same base latencies scaled by an alternating drift, the candidate by drift x ratio."""
+    rng = np.random.default_rng(11)
+    trials = []
+    for pair in range(pairs):
+        scale = 1.0 + (drift if pair % 2 else -drift)
+        base = np.sort(rng.lognormal(np.log(1e-3), 0.05, 4000)) * scale
+        trials.append(Trial("baseline", pair, base, 4000, float(base.sum())))
+        trials.append(Trial("candidate", pair, base * ratio, 4000, float(base.sum()) * ratio))
+    return trials
+
+
+def test_min_effect_is_raised_to_the_baselines_trial_to_trial_noise():
+    quiet = decide_metric("p99_latency", _drifting_scaled_batch(0.0, 1.10), final=True)
+    assert quiet.min_effect == 0.05
+    assert quiet.state == "regressed"
+    noisy_trials = _drifting_scaled_batch(0.15, 1.10)
+    noisy = decide_metric("p99_latency", noisy_trials, final=True)
+    per_trial_p99 = [
+        np.sort(t.latencies_s)[int(np.ceil(0.99 * 4000)) - 1] for t in noisy_trials if t.side == "baseline"
+    ]
+    cv = np.std(per_trial_p99, ddof=1) / np.mean(per_trial_p99)
+    assert noisy.min_effect == pytest.approx(cv) and noisy.min_effect > 0.15
+    # Pairing still cancels the drift (a tight interval around 1.10), but 10% is below the noise: no verdict.
+    assert 1.05 < noisy.ratio_low < noisy.ratio_high < 1.15
+    assert noisy.state == "inconclusive"
+    verdict = decide(noisy_trials, metrics=("p99_latency",))
+    assert "p99_latency: min_effect raised from 0.050" in verdict.note
+
+
+def test_thresholds_per_metric_apply():
+    trials = _drifting_scaled_batch(0.0, 1.10)
+    verdict = decide(
+        trials,
+        {"p99_latency": Thresholds(threshold=0.2, min_effect=0.15)},
+        metrics=("p99_latency", "p50_latency"),
+    )
+    p99, p50 = verdict.metrics
+    assert (p99.threshold, p99.min_effect, p99.state) == (0.2, 0.15, "unchanged")
+    assert (p50.threshold, p50.state) == (0.10, "regressed")
+    with pytest.raises(ValueError):
+        Thresholds(threshold=0.0)
+
+
+def test_seeded_and_deterministic(make_trials):
+    trials = make_trials(5, pairs=6)
+    assert decide(trials, seed=3) == decide(trials, seed=3)
+    assert decide(trials, seed=3).metrics[0].ratio_low != decide(trials, seed=4).metrics[0].ratio_low
+
+
+def test_incomplete_pairs_are_left_out(make_trials):
+    trials = make_trials(0, pairs=5)
+    extra = Trial("baseline", 99, np.full(100, 1e-3), 100, 0.1)
+    assert [p.index for p in pair_trials([*trials, extra])] == [0, 1, 2, 3, 4]
+    assert decide_metric("p99_latency", [*trials, extra]).pairs == 5
+    with pytest.raises(InsufficientDataError, match="no complete"):
+        decide([extra])
+
+
+def test_trial_validates_and_freezes_latencies():
+    with pytest.raises(ValueError, match="side"):
+        Trial("control", 0, np.ones(3), 3, 1.0)
+    source = np.ones(3)
+    trial = Trial("baseline", 0, source, 3, 1.0)
+    source[0] = 5.0
+    assert trial.latencies_s[0] == 1.0
+    with pytest.raises(ValueError):
+        trial.latencies_s[0] = 2.0
+
+
+def test_verdict_is_stored_with_its_inputs_as_plain_json(make_trials):
+    verdict = decide(make_trials(0, pairs=3), final=True, candidate_version="v2", baseline_version="v1")
+    doc = json.loads(json.dumps(to_dict(verdict), allow_nan=False))
+    p99 = doc["metrics"][0]
+    assert {
+        "pairs",
+        "n_baseline",
+        "n_candidate",
+        "ratio_low",
+        "ratio_high",
+        "min_effect",
+        "threshold",
+    } <= p99.keys()
+
+
+def _mv(metric: str, state: str) -> MetricVerdict:
+    return MetricVerdict(metric, state, 1.0, 0.9, 1.1, 1.0, 1.0, 0.1, 0.05, 5)
+
+
+@pytest.mark.parametrize(
+    ("states", "done", "elapsed_s", "pair_s", "primary_only", "expected"),
+    [
+        ({"p99_latency": "more"}, 5, 10.0, 0.0, False, True),
+        ({"p99_latency": "unchanged", "p50_latency": "more"}, 5, 10.0, 0.0, False, True),
+        ({"p99_latency": "unchanged", "p50_latency": "more"}, 5, 10.0, 0.0, True, False),
+        ({"p99_latency": "regressed", "p50_latency": "unchanged"}, 5, 10.0, 0.0, False, False),
+        ({"p99_latency": "unchanged"}, 2, 10.0, 0.0, False, True),  # below min_pairs
+        ({"p99_latency": "more"}, 20, 10.0, 0.0, False, False),  # max_pairs reached
+        ({"p99_latency": "more"}, 5, 60.0, 0.0, False, False),  # time cap reached
+        ({"p99_latency": "more"}, 5, 55.0, 6.0, False, False),  # the next pair would pass the cap
+        ({"p99_latency": "more"}, 2, 61.0, 0.0, False, False),  # cap wins over min_pairs
+    ],
+)
+def test_should_continue(states, done, elapsed_s, pair_s, primary_only, expected):
+    mvs = [_mv(metric, state) for metric, state in states.items()]
+    result = should_continue(mvs, done, 3, 20, elapsed_s, 60.0, pair_s=pair_s, primary_only=primary_only)
+    assert result is expected
