@@ -1,0 +1,245 @@
+"""The history store's interface and the records it hands out.
+
+:class:`HistoryStore` is the contract the scheduler, HTTP API, exporter and CLI program against; the SQLite
+implementation lives in :mod:`benchd.history.sqlite`, a PostgreSQL one can follow behind the same
+Protocol. Records are frozen dataclasses; ``*_unix_s`` fields are wall-clock seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from benchd.errors import StoreError
+from benchd.records import ModelVersion, RunResult, RunSpec, ScenarioResult, Verdict, from_dict, to_dict
+
+QUEUED = "queued"
+RUNNING = "running"
+#: Terminal states: the run outcomes plus ``interrupted`` (kept for records written by hand or by tools).
+T = TypeVar("T")
+TERMINAL_STATES = ("ok", "failed", "timeout", "invalid", "interrupted")
+RUN_STATES = (QUEUED, RUNNING, *TERMINAL_STATES)
+
+
+class HistoryStoreError(StoreError):
+    """A history store operation failed; ``path`` names the database file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"history store {path}: {message}")
+
+
+def spec_key(spec: RunSpec) -> str:
+    """Return the hash of what a run measures (scenario settings, batch sizes, numerics), for dedupe.
+
+    The model path, timeout and ``keep_latencies`` are left out: they do not change the measurement.
+    """
+    doc = {
+        "scenarios": [to_dict(s) for s in spec.scenarios],
+        "batch_sizes": list(spec.batch_sizes),
+        "dtype": spec.dtype,
+        "amp": spec.amp,
+        "compile": spec.compile,
+        "threads": spec.threads,
+        "seed": spec.seed,
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One queued, running or finished run as the store knows it.
+
+    ``state`` is one of :data:`RUN_STATES`; ``attempts`` counts claims (a crash mid-run re-queues it);
+    ``result`` is set once the run finished with a :class:`RunResult`.
+    """
+
+    id: int
+    model: str
+    version: str
+    device: str
+    state: str
+    priority: int
+    reason: str
+    spec: RunSpec
+    attempts: int
+    enqueued_unix_s: float
+    started_unix_s: float | None = None
+    ended_unix_s: float | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    result: RunResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True when the run reached a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-able dict for the HTTP API (spec and result as nested dicts)."""
+        return {
+            "id": self.id,
+            "model": self.model,
+            "version": self.version,
+            "device": self.device,
+            "state": self.state,
+            "priority": self.priority,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "enqueued_unix_s": self.enqueued_unix_s,
+            "started_unix_s": self.started_unix_s,
+            "ended_unix_s": self.ended_unix_s,
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "spec": to_dict(self.spec),
+            "result": to_dict(self.result) if self.result is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One stored :class:`ScenarioResult` with the ids and labels it is filed under."""
+
+    id: int
+    run_id: int
+    model: str
+    version: str
+    device: str
+    hardware_class: str | None
+    ended_unix_s: float
+    result: ScenarioResult
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """One stored :class:`Verdict` with its id and the analysis inputs it was decided from."""
+
+    id: int
+    verdict: Verdict
+    inputs: dict[str, Any]
+
+
+@runtime_checkable
+class CursorStore(Protocol):
+    """Where registry watchers keep their cursors (the history store is one)."""
+
+    def get_cursor(self, registry: str, key: str) -> str | None:
+        """Return the cursor value stored under (registry, key), or None."""
+
+    def set_cursor(self, registry: str, key: str, value: str) -> None:
+        """Store (durably) the cursor value under (registry, key)."""
+
+
+@runtime_checkable
+class HistoryStore(CursorStore, Protocol):
+    """Everything benchd records: versions seen, the run queue, results, raw latencies, verdicts.
+
+    Implementations are thread-safe and commit every state change before returning, so a killed daemon
+    loses nothing it was told about.
+    """
+
+    path: str
+
+    def close(self) -> None:
+        """Close every connection."""
+
+    def record_version(self, mv: ModelVersion) -> bool:
+        """Remember a version; True when it was not known before."""
+
+    def get_version(self, model: str, version: str) -> ModelVersion | None:
+        """Return a known version or None."""
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersion]:
+        """Return known versions, oldest first."""
+
+    def list_models(self) -> list[str]:
+        """Return the names of all models with versions or runs, sorted."""
+
+    def enqueue_run(
+        self, spec: RunSpec, *, priority: int = 0, reason: str = "", force: bool = False
+    ) -> int | None:
+        """Queue a run; None when deduplicated."""
+
+    def claim_next_run(self, device: str) -> RunRecord | None:
+        """Atomically take the next queued run for a device and mark it running."""
+
+    def finish_run(
+        self, run_id: int, result: RunResult, latencies: Mapping[int, np.ndarray] | None = None
+    ) -> None:
+        """Record a finished run, its scenario results and raw latencies."""
+
+    def fail_run(self, run_id: int, kind: str, message: str, state: str = "failed") -> None:
+        """Record a run that ended without a result."""
+
+    def recover_interrupted(self, max_attempts: int = 2) -> list[RunRecord]:
+        """Re-queue (or fail) runs a crash left running."""
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """Return a run or None."""
+
+    def list_runs(
+        self, model: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """Return runs, newest first."""
+
+    def queue_depth(self, device: str | None = None) -> int:
+        """Return the number of queued runs."""
+
+    def run_counts(self) -> dict[tuple[str, str, str], int]:
+        """Return finished-run counts by (model, scenario, outcome)."""
+
+    def results_for_run(self, run_id: int) -> list[ScenarioResult]:
+        """Return a run's scenario results in their original order."""
+
+    def result_rows(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        scenario: str | None = None,
+        limit: int | None = None,
+    ) -> list[ResultRow]:
+        """Return stored results, newest first."""
+
+    def latencies(self, result_id: int) -> np.ndarray:
+        """Return a result's raw latencies (int64 ns)."""
+
+    def latest_versions(self, model: str, k: int) -> list[str]:
+        """Return the newest k versions of a model that have results, newest first."""
+
+    def save_verdict(self, verdict: Verdict, inputs: Mapping[str, Any]) -> int:
+        """Store a verdict with its inputs; returns its id."""
+
+    def latest_verdicts(self, model: str | None = None) -> list[Verdict]:
+        """Return the latest verdict per (model, scenario, batch size, device)."""
+
+    def verdict_for(
+        self,
+        model: str,
+        candidate_version: str,
+        scenario: str | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+    ) -> Verdict | None:
+        """Return the latest verdict for a candidate version, or None."""
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_json(cls: type[T], text: str) -> T:
+    """Return record ``cls`` from its stored JSON, memoised: stored rows never change once written.
+
+    ``records.from_dict`` costs about 2 ms per RunResult, which made listing runs slow; the records are
+    frozen, so sharing them is safe as long as callers do not mutate their dict fields.
+    """
+    return from_dict(cls, json.loads(text))
+
+
+def scenario_names(specs: Sequence[Any]) -> str:
+    """Return the comma-joined scenario names of a spec's scenarios (stored for run counts)."""
+    return ",".join(s.name for s in specs)

@@ -1,0 +1,88 @@
+"""The registry watcher interface, and the cursor store watchers persist their position in.
+
+A watcher turns a registry (a folder, an MLflow server) into :class:`ModelVersion` records. ``poll()``
+returns each complete version exactly once across restarts: the position is kept in a cursor store (the
+history store is one). ``poll()`` is ``pending()`` followed by ``ack()``; a caller that must not lose a
+version across a crash calls ``pending()``, records the versions durably, then ``ack()``s them.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from benchd.records import ModelVersion
+
+#: Files the engine accepts as a model artifact inside a version folder.
+ARTIFACT_NAMES = ("model.pt2", "model.pt", "model.ts", "model.pkl")
+#: The per-version benchmark description written next to the artifact.
+SPEC_NAME = "benchd.yaml"
+
+
+@runtime_checkable
+class CursorStore(Protocol):
+    """Where watchers keep their cursors: ``get_cursor``/``set_cursor`` of the history store."""
+
+    def get_cursor(self, registry: str, key: str) -> str | None:
+        """Return the value stored under (registry, key), or None."""
+
+    def set_cursor(self, registry: str, key: str, value: str) -> None:
+        """Store the value under (registry, key) durably."""
+
+
+class MemoryCursorStore:
+    """A cursor store in memory (one-shot commands such as ``benchd check``; tests)."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get_cursor(self, registry: str, key: str) -> str | None:
+        """Return the value stored under (registry, key), or None."""
+        with self._lock:
+            return self._values.get((registry, key))
+
+    def set_cursor(self, registry: str, key: str, value: str) -> None:
+        """Store the value under (registry, key)."""
+        with self._lock:
+            self._values[(registry, key)] = value
+
+
+class RegistryWatcher(abc.ABC):
+    """One model registry: reports new complete versions, the champion pointer, and fetches artifacts.
+
+    Subclasses implement :meth:`pending`, :meth:`ack`, :meth:`champion` and :meth:`fetch`. Every method
+    raises :class:`benchd.errors.RegistryError` (never a raw library error) when the registry cannot be
+    read; the scheduler counts, backs off and retries.
+    """
+
+    def __init__(self, name: str, cursor_store: CursorStore | None = None) -> None:
+        self.name = name
+        self.cursor_store: CursorStore = cursor_store if cursor_store is not None else MemoryCursorStore()
+
+    def poll(self) -> list[ModelVersion]:
+        """Return the complete versions not reported before (oldest first per model), and remember them."""
+        versions = self.pending()
+        self.ack(versions)
+        return versions
+
+    @abc.abstractmethod
+    def pending(self) -> list[ModelVersion]:
+        """Return the complete versions not yet acknowledged, without moving the cursor."""
+
+    @abc.abstractmethod
+    def ack(self, versions: Sequence[ModelVersion]) -> None:
+        """Move the cursor past ``versions`` (from :meth:`pending`) so they are never reported again."""
+
+    @abc.abstractmethod
+    def champion(self, model: str) -> str | None:
+        """Return the version the registry's baseline pointer names, or None when there is none."""
+
+    @abc.abstractmethod
+    def fetch(self, mv: ModelVersion) -> ModelVersion:
+        """Make the version's files available locally; return a copy whose ``path`` is that folder."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

@@ -1,0 +1,194 @@
+"""The local-folder registry: ``<root>/<model>/<version>/`` folders holding an artifact and ``benchd.yaml``.
+
+A version counts only once it is complete, so a half-copied folder is never reported: either a ``READY``
+marker file is present, or ``benchd.yaml`` and an artifact (``model.pt2``, ``model.pt``, ``model.ts``,
+``model.pkl``) are present and every file's name, size and mtime stayed the same for ``settle_s``.
+The champion (baseline pointer) of a model is ``<root>/<model>/champion``: a text file naming a version,
+or a symlink to a version folder. The cursor is, per model, the JSON list of versions already reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchd.errors import RegistryError
+from benchd.records import ModelVersion
+from benchd.registry.base import ARTIFACT_NAMES, SPEC_NAME, CursorStore, RegistryWatcher
+
+logger = logging.getLogger(__name__)
+
+READY_MARKER = "READY"
+CHAMPION_FILE = "champion"
+_MAX_FILES = 10_000  # a version folder with more files than this is not a model folder
+
+Snapshot = tuple[tuple[str, int, int], ...]
+
+
+def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort versions naturally: ``v2`` before ``v10``, ``2024-05-01`` before ``2024-12-01``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", version))
+
+
+class LocalFolderWatcher(RegistryWatcher):
+    """Watch ``root`` for new complete model version folders.
+
+    Args:
+        name: the registry's name (labels, cursor key).
+        root: the folder holding ``<model>/<version>/`` folders.
+        cursor_store: where the set of reported versions is kept (the history store).
+        settle_s: how long a folder without ``READY`` must stay unchanged before it counts.
+        clock: seconds, monotonic enough to time the settle period (injected by tests).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | os.PathLike[str],
+        *,
+        cursor_store: CursorStore | None = None,
+        settle_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(name, cursor_store)
+        self.root = Path(root)
+        self.settle_s = settle_s
+        self._clock = clock
+        self._seen: dict[str, set[str]] = {}
+        self._settling: dict[tuple[str, str], tuple[Snapshot, float]] = {}
+        self._missing_logged = False
+
+    def pending(self) -> list[ModelVersion]:
+        """Return complete version folders not reported before, sorted by model then version."""
+        if not self.root.exists():
+            if not self._missing_logged:
+                logger.info("local registry %s: %s does not exist (yet)", self.name, self.root)
+                self._missing_logged = True
+            return []
+        self._missing_logged = False
+        found: list[ModelVersion] = []
+        for model_dir in self._subdirs(self.root):
+            seen = self._seen_versions(model_dir.name)
+            for version_dir in self._subdirs(model_dir):
+                if version_dir.name == CHAMPION_FILE or version_dir.name in seen:
+                    continue
+                mv = self._complete_version(model_dir.name, version_dir)
+                if mv is not None:
+                    found.append(mv)
+        found.sort(key=lambda mv: (mv.model, version_sort_key(mv.version)))
+        return found
+
+    def ack(self, versions: Sequence[ModelVersion]) -> None:
+        """Remember ``versions`` as reported (persisted per model in the cursor store)."""
+        by_model: dict[str, list[str]] = {}
+        for mv in versions:
+            by_model.setdefault(mv.model, []).append(mv.version)
+        for model, new in by_model.items():
+            seen = self._seen_versions(model)
+            seen.update(new)
+            self.cursor_store.set_cursor(self.name, model, json.dumps(sorted(seen, key=version_sort_key)))
+            for version in new:
+                self._settling.pop((model, version), None)
+
+    def champion(self, model: str) -> str | None:
+        """Return the version ``<root>/<model>/champion`` names (file text or symlink target), or None."""
+        pointer = self.root / model / CHAMPION_FILE
+        try:
+            if pointer.is_symlink():
+                target = os.readlink(pointer)
+                name = Path(target.rstrip("/")).name
+            elif pointer.is_file():
+                lines = pointer.read_text(encoding="utf-8").strip().splitlines()
+                name = lines[0].strip() if lines else ""
+            else:
+                return None
+        except OSError as exc:
+            raise RegistryError(f"local registry {self.name}: cannot read {pointer}: {exc}") from exc
+        return name or None
+
+    def fetch(self, mv: ModelVersion) -> ModelVersion:
+        """Return ``mv`` with ``path`` set to its version folder (already local)."""
+        folder = self.root / mv.model / mv.version
+        if not folder.is_dir():
+            raise RegistryError(
+                f"local registry {self.name}: model {mv.model} version {mv.version}: {folder} is gone"
+            )
+        return dataclasses.replace(mv, path=str(folder.resolve()))
+
+    def _seen_versions(self, model: str) -> set[str]:
+        seen = self._seen.get(model)
+        if seen is None:
+            raw = self.cursor_store.get_cursor(self.name, model)
+            try:
+                seen = set(json.loads(raw)) if raw else set()
+            except (ValueError, TypeError) as exc:
+                raise RegistryError(
+                    f"local registry {self.name}: model {model}: bad cursor {raw!r}: {exc}"
+                ) from exc
+            self._seen[model] = seen
+        return seen
+
+    def _subdirs(self, folder: Path) -> list[Path]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise RegistryError(f"local registry {self.name}: cannot list {folder}: {exc}") from exc
+        return [Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir()]
+
+    def _complete_version(self, model: str, folder: Path) -> ModelVersion | None:
+        """Return the version if the folder is complete now, else None (and remember its snapshot)."""
+        key = (model, folder.name)
+        if (folder / READY_MARKER).is_file():
+            return self._version(model, folder)
+        if not (folder / SPEC_NAME).is_file() or not any((folder / a).exists() for a in ARTIFACT_NAMES):
+            self._settling.pop(key, None)
+            return None
+        snap = self._snapshot(folder)
+        now = self._clock()
+        previous = self._settling.get(key)
+        if previous is None or previous[0] != snap:
+            self._settling[key] = (snap, now)
+            previous = self._settling[key]
+        if now - previous[1] >= self.settle_s:
+            return self._version(model, folder)
+        logger.debug("local registry %s: %s %s still settling", self.name, model, folder.name)
+        return None
+
+    def _snapshot(self, folder: Path) -> Snapshot:
+        entries: list[tuple[str, int, int]] = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                path = os.path.join(dirpath, fname)
+                try:
+                    st = os.stat(path)
+                except OSError:  # vanished while we looked: not settled
+                    entries.append((os.path.relpath(path, folder), -1, -1))
+                    continue
+                entries.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
+                if len(entries) > _MAX_FILES:
+                    return tuple(entries)
+        return tuple(entries)
+
+    def _version(self, model: str, folder: Path) -> ModelVersion:
+        try:
+            created = max(os.stat(folder / n).st_mtime for n in (SPEC_NAME, READY_MARKER, *ARTIFACT_NAMES)
+                          if (folder / n).exists())  # fmt: skip
+        except (OSError, ValueError):
+            created = None
+        champion = self.champion(model)
+        return ModelVersion(
+            model=model,
+            version=folder.name,
+            registry=self.name,
+            path=str(folder.resolve()),
+            source_uri=folder.resolve().as_uri(),
+            created_unix_s=created,
+            aliases=("champion",) if champion == folder.name else (),
+        )

@@ -1,0 +1,129 @@
+"""Durability and concurrency: kill -9 loses nothing committed; readers run while the daemon writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import benchd
+from benchd.history import SQLiteHistoryStore
+from benchd.records import ModelVersion
+
+_WRITER = r"""
+import sys
+from benchd.history import SQLiteHistoryStore
+from benchd.records import ModelVersion, RunSpec, RunResult
+
+store = SQLiteHistoryStore(sys.argv[1])
+i = 0
+while True:
+    spec = RunSpec(model="m", version=str(i), model_path="/x")
+    run_id = store.enqueue_run(spec)
+    store.claim_next_run("cpu")
+    store.finish_run(run_id, RunResult(model="m", version=str(i), device="cpu", outcome="ok"))
+    store.record_version(ModelVersion("m", str(i), "local"))
+    store.set_cursor("local", "m", str(i))
+    print(i, flush=True)  # everything up to i is committed
+    i += 1
+"""
+
+
+def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
+    db = tmp_path / "benchd.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(Path(benchd.__file__).parent.parent))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    last = -1
+    assert proc.stdout is not None
+    while last < 40:
+        line = proc.stdout.readline()
+        assert line, f"writer died early (rc={proc.poll()})"
+        last = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    store = SQLiteHistoryStore(str(db))
+    runs = store.list_runs(limit=10_000)
+    done = {int(r.version) for r in runs if r.state == "ok"}
+    assert set(range(last + 1)) <= done
+    assert {v.version for v in store.list_versions("m")} >= {str(i) for i in range(last + 1)}
+    assert int(store.get_cursor("local", "m")) >= last
+    # at most the one run in flight is left running, and recovery handles it
+    assert len([r for r in runs if r.state == "running"]) <= 1
+    store.recover_interrupted()
+    assert store.list_runs(state="running") == []
+    store.close()
+
+
+def test_readers_in_other_threads_and_connections_see_commits_while_writing(
+    tmp_path: Path, make_spec, make_run_result
+) -> None:
+    db = tmp_path / "benchd.sqlite"
+    store = SQLiteHistoryStore(str(db))
+    reader = SQLiteHistoryStore(str(db))  # e.g. the CLI in another process
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen_counts: dict[int, list[int]] = {0: [], 1: []}
+
+    def write() -> None:
+        try:
+            for i in range(150):
+                spec = make_spec(version=str(i))
+                run_id = store.enqueue_run(spec)
+                store.claim_next_run("cpu")
+                store.finish_run(run_id, make_run_result(spec))
+                store.record_version(ModelVersion("resnet", str(i), "local"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def read(s: SQLiteHistoryStore, k: int) -> None:
+        try:
+            while not stop.is_set():
+                n = len(s.result_rows(model="resnet"))
+                finished = len(s.list_runs(state="ok", limit=1000))
+                assert finished >= n  # a run's results commit together with its state
+                seen_counts[k].append(n)
+                s.run_counts()
+                s.list_versions("resnet")
+                time.sleep(0.002)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write),
+        threading.Thread(target=read, args=(store, 0)),
+        threading.Thread(target=read, args=(reader, 1)),
+    ]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    for counts in seen_counts.values():  # each reader saw the history only grow, never past what was written
+        assert counts and counts == sorted(counts) and counts[-1] <= 150
+    assert len(reader.result_rows(model="resnet")) == 150
+    assert time.monotonic() - t0 < 60
+    store.close()
+    reader.close()
+
+
+def test_connections_of_ended_threads_are_closed(store: SQLiteHistoryStore) -> None:
+    def use() -> None:
+        store.list_models()
+
+    for _ in range(30):  # like a thread-per-request HTTP server
+        t = threading.Thread(target=use)
+        t.start()
+        t.join()
+    assert store._db.open_count() <= 2
+    store.list_models()  # this thread's connection still works
