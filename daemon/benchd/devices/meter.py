@@ -1,0 +1,210 @@
+"""Sample device telemetry in the parent process while a benchmark child runs; report per window.
+
+The timing loop runs in a child process; :class:`WindowSampler` runs a thread in the *parent* (the
+daemon, which never imports torch), so no sampler competes with the timing loop for its GIL. The child
+reports each scenario's measured window as ``time.monotonic()`` seconds (CLOCK_MONOTONIC is shared by
+all processes of a host); once it exits, :meth:`WindowSampler.energy_for_window` and
+:meth:`WindowSampler.telemetry_for_window` turn the sampled series into records::
+
+    sampler = WindowSampler(device_set, RAPLReader())
+    with sampler:
+        run_child()                      # reports window_start_mono_s / window_end_mono_s
+    energy = sampler.energy_for_window("cuda:0", start_s, end_s, samples=n)
+
+``start()`` and ``stop()`` each take one sample synchronously, so the series covers every window that
+lies between them. Memory: one sample per device per ``interval_s`` (20/s at the default), a few hundred
+bytes each, so a 10-minute run keeps about 12k samples per device.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from benchd.devices.base import DeviceSet, TelemetrySample
+from benchd.devices.energy import counter_energy, not_measured, power_energy, summarize_telemetry
+from benchd.devices.rapl import RAPLReader
+from benchd.errors import DeviceError, DeviceNotFoundError
+from benchd.records import EnergyReport, TelemetrySummary
+
+logger = logging.getLogger(__name__)
+
+CPU = "cpu"
+
+
+class WindowSampler:
+    """Samples every device of a set (and the CPU's RAPL counter) from a thread of the parent process.
+
+    Args:
+        device_set: the GPUs, in CUDA order (``cuda:i`` is ``device_set.devices[i]``).
+        rapl: CPU package energy; ``None`` uses ``RAPLReader()`` on ``/sys/class/powercap``.
+        interval_s: sampling period in seconds.
+        clock: the monotonic clock RAPL samples are stamped with (devices stamp their own samples).
+    """
+
+    def __init__(
+        self,
+        device_set: DeviceSet,
+        rapl: RAPLReader | None = None,
+        interval_s: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        self._device_set = device_set
+        self._devices = {f"cuda:{i}": d for i, d in enumerate(device_set)}
+        self._rapl = rapl if rapl is not None else RAPLReader()
+        self._rapl_available: bool | None = None
+        self._interval_s = interval_s
+        self._clock = clock
+        self._series: dict[str, list[TelemetrySample]] = {name: [] for name in [*self._devices, CPU]}
+        self._errors: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def rapl_available(self) -> bool:
+        """True when the CPU's RAPL counters can be read (probed once)."""
+        if self._rapl_available is None:
+            self._rapl_available = self._rapl.is_available()
+        return self._rapl_available
+
+    def errors(self) -> dict[str, int]:
+        """Failed readings so far, per device name (``cuda:N``, ``cpu``)."""
+        with self._lock:
+            return dict(self._errors)
+
+    def samples(self, device: str) -> list[TelemetrySample]:
+        """A copy of the series sampled so far for ``device`` (``cpu`` or ``cuda:N``)."""
+        with self._lock:
+            return list(self._series.get(_normalise(device), ()))
+
+    def sample_once(self) -> None:
+        """Take one sample of every device now; a failing device is logged and counted, never raised."""
+        for name, device in self._devices.items():
+            try:
+                sample = device.sample()
+            except DeviceError as e:
+                self._count_error(name, e)
+                continue
+            with self._lock:
+                self._series[name].append(sample)
+        if self.rapl_available:
+            try:
+                before_s = self._clock()
+                energy_j = self._rapl.read_energy_j()
+                t_s = (before_s + self._clock()) / 2.0
+            except DeviceError as e:
+                self._count_error(CPU, e)
+                return
+            with self._lock:
+                self._series[CPU].append(TelemetrySample(t_mono_s=t_s, energy_j=energy_j))
+
+    def _count_error(self, name: str, error: DeviceError) -> None:
+        with self._lock:
+            count = self._errors[name] = self._errors.get(name, 0) + 1
+        if count == 1:
+            logger.warning("telemetry of %s failed (further failures logged at DEBUG): %s", name, error)
+        else:
+            logger.debug("telemetry of %s failed: %s", name, error)
+
+    def start(self) -> WindowSampler:
+        """Take a first sample and start the sampling thread (idempotent while running)."""
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+        self.sample_once()
+        self._thread = threading.Thread(target=self._run, name="benchd-telemetry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and take a last sample, so the series covers windows that just ended."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self.sample_once()
+
+    def __enter__(self) -> WindowSampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        next_s = time.monotonic() + self._interval_s
+        while not self._stop.wait(max(0.0, next_s - time.monotonic())):
+            try:
+                self.sample_once()
+            except Exception:  # a bug in one backend must not end telemetry for the run
+                logger.exception("telemetry sampling failed")
+            next_s += self._interval_s
+            now_s = time.monotonic()
+            if next_s < now_s:  # fell behind (slow driver call): skip, don't burst
+                next_s = now_s + self._interval_s
+
+    def energy_for_window(
+        self, device: str, start_mono_s: float, end_mono_s: float, samples: int = 0
+    ) -> EnergyReport:
+        """Energy of one measured window: counter delta, else integrated power, else "not measured".
+
+        Args:
+            device: ``cpu`` (RAPL) or ``cuda:N``.
+            start_mono_s: window start, ``time.monotonic()`` seconds.
+            end_mono_s: window end, ``time.monotonic()`` seconds.
+            samples: inference samples processed in the window, for J/sample (0: unknown).
+        """
+        window_s = max(0.0, end_mono_s - start_mono_s)
+        name = _normalise(device)
+        series = self.samples(name)
+        if name == CPU:
+            if not self.rapl_available:
+                return not_measured(self._rapl.unavailable_reason(), window_s)
+            return counter_energy(series, start_mono_s, end_mono_s, samples, "rapl")
+        try:
+            info = self._device_set.get(name).info()
+        except DeviceNotFoundError as e:
+            return not_measured(f"no telemetry device for {device}: {e}", window_s)
+        if info.supports_energy_counter and any(s.energy_j is not None for s in series):
+            return counter_energy(
+                series,
+                start_mono_s,
+                end_mono_s,
+                samples,
+                f"{info.backend}_energy_counter",
+                info.energy_counter_period_s,
+            )
+        return power_energy(
+            series,
+            start_mono_s,
+            end_mono_s,
+            samples,
+            f"{info.backend}_power_integration",
+            max(info.power_period_s, 0.0),
+        )
+
+    def telemetry_for_window(self, device: str, start_mono_s: float, end_mono_s: float) -> TelemetrySummary:
+        """Summary of the telemetry sampled over one window (CPU: sample count and RAPL power only).
+
+        Args:
+            device: ``cpu`` or ``cuda:N``.
+            start_mono_s: window start, ``time.monotonic()`` seconds.
+            end_mono_s: window end, ``time.monotonic()`` seconds.
+        """
+        name = _normalise(device)
+        series = self.samples(name)
+        if name != CPU:
+            return summarize_telemetry(series, start_mono_s, end_mono_s)
+        inside = sum(1 for s in series if start_mono_s <= s.t_mono_s <= end_mono_s)
+        energy = self.energy_for_window(CPU, start_mono_s, end_mono_s)
+        return TelemetrySummary(samples=inside, mean_power_w=energy.mean_power_w if energy.measured else None)
+
+
+def _normalise(device: str) -> str:
+    name = device.strip().lower()
+    return "cuda:0" if name == "cuda" else name
