@@ -1,0 +1,170 @@
+"""Dashboards as code: regenerated output equals the committed JSON, which passes Grafana's schema."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from benchd_dashboards.panel_queries import (
+    dashboard_variables,
+    label_values_query,
+    load_dashboards,
+    panel_queries,
+    render_expr,
+)
+
+from benchd.metrics import names
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "tests" / "fixtures" / "grafana-dashboard.schema.json"
+PROVISIONING = REPO / "grafana" / "provisioning"
+VARIABLE_VALUES = {"model": "resnet50", "scenario": "server", "device": "cuda:0", "instance": ".*"}
+PROMETHEUS_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+
+
+def _build_module():
+    try:
+        importlib.import_module("grafana_foundation_sdk")
+    except ImportError:
+        pytest.fail("grafana-foundation-sdk missing: pip install 'grafana-foundation-sdk==1769699379!11.6.0'")
+    spec = importlib.util.spec_from_file_location("benchd_grafana_build", REPO / "grafana" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regenerated_dashboards_and_alerts_equal_the_committed_files() -> None:
+    build = _build_module()
+    outputs = build.outputs()
+    assert {p.name for p in outputs} == {"overview.json", "model.json", "daemon.json", "benchd-alerts.yml"}
+    for path, content in outputs.items():
+        assert path.exists(), f"{path} not committed: run python grafana/build.py"
+        assert path.read_text() == content, f"{path} is stale: run python grafana/build.py"
+    assert build.main(["--check"]) == 0
+
+
+def test_dashboards_validate_against_grafana_schema() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    dashboards = load_dashboards()
+    assert set(dashboards) == {"overview", "model", "daemon"}
+    for name, dashboard in dashboards.items():
+        jsonschema.validate(dashboard, schema)
+        assert dashboard["uid"] == f"benchd-{name}"
+
+
+def test_schema_rejects_a_broken_dashboard() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    broken = load_dashboards()["overview"]
+    broken["panels"][1]["gridPos"] = {"h": "tall", "w": 6, "x": 0, "y": 0}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_every_panel_uses_the_one_datasource_and_has_unique_ids() -> None:
+    for dashboard in load_dashboards().values():
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "prometheus"
+
+
+def test_dashboards_have_the_panels_the_issue_asks_for() -> None:
+    d = load_dashboards()
+    titles = {name: {p["title"] for p in dash["panels"]} for name, dash in d.items()}
+    assert {"Latest version per model", "Verdicts of the latest versions", "P99 latency by version",
+            "Throughput", "Energy per sample", "Failed runs"} <= titles["overview"]  # fmt: skip
+    assert {"Query latency distribution", "Percentiles by version (latest run)",
+            "P99 candidate vs baseline: ratio and 95% interval", "Energy per sample", "Power during runs",
+            "Throttled during the latest run"} <= titles["model"]  # fmt: skip
+    assert {"Registry polls", "Queued runs", "Run outcomes", "Prometheus scrape duration",
+            "Collector duration"} <= titles["daemon"]  # fmt: skip
+    heatmap = next(p for p in d["model"]["panels"] if p["type"] == "heatmap")
+    assert "benchd_query_latency_seconds_bucket" in heatmap["targets"][0]["expr"]
+    assert heatmap["targets"][0]["format"] == "heatmap"
+    assert [v.name for v in dashboard_variables(d["model"])] == ["model", "scenario", "device"]
+
+
+def _metric_names(expr: str) -> set[str]:
+    found = set(re.findall(r"\b(benchd_[a-z0-9_]+|up|scrape_[a-z_]+)\b", expr))
+    histogram = "benchd_query_latency_seconds"
+    return {histogram if n.startswith(histogram) else n for n in found}
+
+
+def test_every_queried_metric_is_in_the_contract() -> None:
+    known = {m.name for m in names.ALL_METRICS} | PROMETHEUS_METRICS
+    for dashboard in load_dashboards().values():
+        for q in panel_queries(dashboard):
+            assert _metric_names(q.expr) <= known, (q.panel_title, q.expr)
+        for v in dashboard_variables(dashboard):
+            assert _metric_names(v.query) <= known, v.query
+
+
+def test_every_query_is_valid_promql_after_substitution(tmp_path: Path) -> None:
+    """promtool parses each rendered panel query (as a recording rule expression)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    rules = []
+    for name, dashboard in load_dashboards().items():
+        for i, q in enumerate(panel_queries(dashboard)):
+            rules.append({"record": f"check:{name}_{i}:query", "expr": render_expr(q.expr, VARIABLE_VALUES)})
+        for v in dashboard_variables(dashboard):
+            selector, _ = label_values_query(v.query)
+            if selector:
+                rules.append({"record": f"check:{name}_{v.name}:variable",
+                              "expr": render_expr(selector, VARIABLE_VALUES)})  # fmt: skip
+    assert len(rules) > 30
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_expr_substitutes_variables_and_builtins() -> None:
+    expr = 'sum(increase(x{model="$model", d="${device}"}[$__rate_interval])) and y[$__range]'
+    assert render_expr(expr, {"model": "m", "device": "cuda:0"}) == (
+        'sum(increase(x{model="m", d="cuda:0"}[1m])) and y[1h]'
+    )
+    with pytest.raises(KeyError):
+        render_expr("x{a=\"$missing\"}", {})
+    assert label_values_query('label_values(up{job="x"}, instance)') == ('up{job="x"}', "instance")
+    assert label_values_query("label_values(model)") == (None, "model")
+
+
+def test_provisioning_files() -> None:
+    datasource = yaml.safe_load((PROVISIONING / "datasources" / "benchd.yml").read_text())
+    assert datasource["datasources"][0]["uid"] == "prometheus"
+    assert datasource["datasources"][0]["type"] == "prometheus"
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "benchd.yml").read_text())["providers"]
+    assert providers[0]["type"] == "file" and providers[0]["options"]["path"]
+
+
+def test_grafana_alert_is_generated_from_the_prometheus_rule() -> None:
+    alerts = yaml.safe_load((PROVISIONING / "alerting" / "benchd-alerts.yml").read_text())
+    rule = alerts["groups"][0]["rules"][0]
+    prom = yaml.safe_load((REPO / "deploy" / "prometheus" / "benchd-rules.yml").read_text())
+    rules = [r for g in prom["groups"] for r in g["rules"]]
+    source = next(r for r in rules if r.get("alert") == "BenchdP99LatencyRegression")
+    assert rule["title"] == "BenchdP99LatencyRegression"
+    assert rule["data"][0]["model"]["expr"] == source["expr"].strip()
+    assert rule["for"] == source["for"] and rule["labels"] == source["labels"]
+    assert rule["annotations"]["runbook_url"] == source["annotations"]["runbook_url"]
+    refs = {d["refId"]: d for d in rule["data"]}
+    assert rule["condition"] in refs and refs[rule["condition"]]["model"]["type"] == "threshold"
+    assert all(d["datasourceUid"] in {"prometheus", "__expr__"} for d in rule["data"])
+    assert "$values.LOW" in rule["annotations"]["description"]

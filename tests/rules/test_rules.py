@@ -1,0 +1,112 @@
+"""The Prometheus rules: promtool checks them and runs their unit tests; structure checked here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchd.metrics import names
+
+REPO = Path(__file__).resolve().parents[2]
+PROM_DIR = REPO / "deploy" / "prometheus"
+RULES = PROM_DIR / "benchd-rules.yml"
+RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.test.yml"))
+README_URL = "https://github.com/benchd/benchd/blob/main/README.md#alert-"
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool not found: install the Debian package 'prometheus' (it ships promtool)")
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_promtool(), *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def _alerts() -> list[dict]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [r for g in groups for r in g["rules"] if "alert" in r]
+
+
+def test_promtool_check_rules_passes() -> None:
+    result = _run("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_example_prometheus_config_is_valid() -> None:
+    result = _run("check", "config", str(PROM_DIR / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("test_file", RULE_TESTS, ids=lambda p: p.name)
+def test_promtool_rule_unit_tests_pass(test_file: Path) -> None:
+    result = _run("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_exist() -> None:
+    assert len(RULE_TESTS) >= 2
+
+
+def test_every_alert_has_severity_summary_description_and_readme_runbook() -> None:
+    alerts = _alerts()
+    assert len(alerts) >= 9
+    for rule in alerts:
+        name = rule["alert"]
+        assert re.fullmatch(r"Benchd[A-Za-z0-9]+", name), name
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        annotations = rule["annotations"]
+        assert annotations["summary"] and annotations["description"], name
+        assert annotations["runbook_url"] == README_URL + name.lower(), name
+        assert "for" in rule, f"{name} has no for: (alerts latch on for:)"
+
+
+def test_required_alerts_are_present() -> None:
+    names = {r["alert"] for r in _alerts()}
+    assert {
+        "BenchdP99LatencyRegression", "BenchdThroughputRegression", "BenchdEnergyRegression",
+        "BenchdRunsFailing", "BenchdRegistryUnreachable", "BenchdNoSuccessfulRun", "BenchdGPUThrottled",
+        "BenchdDown", "BenchdAbsent",
+    } <= names  # fmt: skip
+
+
+def test_every_alert_has_a_firing_and_a_non_firing_unit_test() -> None:
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for test_file in RULE_TESTS:
+        for group in yaml.safe_load(test_file.read_text())["tests"]:
+            for case in group.get("alert_rule_test", []):
+                (fires if case.get("exp_alerts") else silent).add(case["alertname"])
+    names = {r["alert"] for r in _alerts()}
+    assert names - fires == set(), "alerts without a firing test"
+    assert names - silent == set(), "alerts without a must-not-fire test"
+
+
+def test_recording_rules_follow_level_metric_operations() -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    records = [r["record"] for g in groups for r in g["rules"] if "record" in r]
+    assert records
+    for name in records:
+        assert re.fullmatch(r"[a-z_]+:benchd_[a-z0-9_]+:[a-z0-9_]+", name), name
+
+
+def test_p99_alert_annotations_carry_the_interval_and_versions() -> None:
+    rule = next(r for r in _alerts() if r["alert"] == "BenchdP99LatencyRegression")
+    text = rule["annotations"]["description"] + rule["annotations"]["summary"]
+    for needle in ("$labels.version", "$labels.baseline_version", "bound='low'", "bound='high'"):
+        assert needle in text
+
+
+def test_rules_only_use_contract_metrics() -> None:
+    known = {m.name for m in names.ALL_METRICS} | {"up"}
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    for rule in (r for g in groups for r in g["rules"]):
+        used = set(re.findall(r"(?<![:\w])(benchd_[a-z0-9_]+|up)\b", rule["expr"]))
+        assert used and used <= known, (rule.get("alert") or rule.get("record"), used - known)
