@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchd.records import ScenarioSettings
+from tests.mlflow_server import MLflowSeeder, start_mlflow_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,3 +53,29 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "mlp_pickle": write_model(root / "mlp_pickle", "mlp", format="pickle"),
         "sleep": write_model(root / "sleep", "sleep", sleep_s=0.002),
     }
+
+
+@pytest.fixture(scope="session")
+def mlflow_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(mlflow_data_dir: Path) -> Iterator[str]:
+    """A real MLflow 3.x tracking server on 127.0.0.1 (fails, never skips, when it cannot start)."""
+    base_url, stop = start_mlflow_server(mlflow_data_dir)
+    try:
+        yield base_url
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_db(mlflow_url: str, mlflow_data_dir: Path) -> Path:
+    """The SQLite backend file of the session's MLflow server."""
+    return mlflow_data_dir / "mlflow.db"
+
+
+@pytest.fixture
+def seeder(mlflow_url: str) -> MLflowSeeder:
+    return MLflowSeeder(mlflow_url)

@@ -10,7 +10,7 @@ from typing import Any
 
 from benchd.errors import ConfigError
 
-_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
 _DURATION_UNITS_S = {
     "ns": 1e-9,
     "us": 1e-6,

@@ -107,7 +107,11 @@ class ScenarioSettings:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything a worker needs to benchmark one model version (a JSON file on the way to the worker)."""
+    """Everything a worker needs to benchmark one model version (a JSON file on the way to the worker).
+
+    ``baseline`` names the version (or registry alias) the daemon compares the result with; None means
+    the default choice (the champion alias, else the previous version).
+    """
 
     model: str
     version: str
@@ -123,6 +127,7 @@ class RunSpec:
     timeout_s: float = 600.0
     seed: int = 0
     keep_latencies: bool = True
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def _grow(buf: array.array[int]) -> None:
 
 
 def _finish(buf: array.array[int], n: int) -> np.ndarray:
-    return np.frombuffer(buf, dtype=np.int64, count=n).copy()
+    # A view, not a copy: the buffer is never written again, and a copy would double peak memory.
+    return np.frombuffer(buf, dtype=np.int64, count=n)
 
 
 def estimate_capacity(rule: StopRule, typical_latency_ns: float, concurrency: int = 1) -> int:

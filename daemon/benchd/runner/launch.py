@@ -60,6 +60,16 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent dies, so a kill -9 leaves no orphan worker."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: the daemon reaps stale workers on restart
+        pass
+
+
 def _read_events(stream: Any, on_event: EventHandler | None) -> None:
     for line in iter(stream.readline, b""):
         try:
@@ -121,6 +131,7 @@ def run_spec(
     on_event: EventHandler | None = None,
     cancel: threading.Event | None = None,
     host_fingerprint: dict[str, Any] | None = None,
+    meter_device: str | None = None,
     python: str = sys.executable,
 ) -> RunResult:
     """Run ``spec`` in a worker process and return its :class:`RunResult`; never raises for run failures.
@@ -133,6 +144,8 @@ def run_spec(
         on_event: called with each progress event the worker reports.
         cancel: when set, the worker is killed and the run recorded as ``interrupted``.
         host_fingerprint: the parent's view of the hardware (devices.fingerprint), merged into the result.
+        meter_device: the device the meter reads for energy (``cuda:N`` of the scheduler slot, or a fake
+            device); default: the device the worker reports.
         python: the interpreter that runs the worker.
     """
     out_dir = Path(out_dir)
@@ -181,7 +194,9 @@ def run_spec(
     fingerprint.update({k: v for k, v in payload.get("worker", {}).items() if v is not None})
     if "error" in payload:
         return failed("failed", payload["error"]["kind"], payload["error"]["message"])
-    results = tuple(_measure_window(from_dict(ScenarioResult, r), meter) for r in payload["results"])
+    results = tuple(
+        _measure_window(from_dict(ScenarioResult, r), meter, meter_device) for r in payload["results"]
+    )
     device = results[0].device if results else spec.device
     outcome = "ok" if all(r.valid for r in results) else "invalid"
     return RunResult(
@@ -197,13 +212,14 @@ def run_spec(
     )
 
 
-def _measure_window(result: ScenarioResult, meter: Any) -> ScenarioResult:
+def _measure_window(result: ScenarioResult, meter: Any, meter_device: str | None) -> ScenarioResult:
     if meter is None:
         return result
     start, end = result.window_start_mono_s, result.window_end_mono_s
+    device = meter_device or result.device
     try:
-        energy = meter.energy_for_window(result.device, start, end, result.samples)
-        telemetry = meter.telemetry_for_window(result.device, start, end)
+        energy = meter.energy_for_window(device, start, end, result.samples)
+        telemetry = meter.telemetry_for_window(device, start, end)
     except Exception:  # energy is a bonus: never lose a result because a sensor failed
         logger.exception("energy/telemetry for %s bs=%d failed", result.scenario, result.batch_size)
         return result

@@ -1,0 +1,305 @@
+"""Wiring only: build every part of the daemon from its config, start it, stop it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from benchd import __version__
+from benchd.api import API
+from benchd.config import DaemonConfig
+from benchd.devices import open_devices
+from benchd.devices.fingerprint import host_fingerprint
+from benchd.devices.meter import WindowSampler
+from benchd.export import SnapshotBuilder
+from benchd.history import SQLiteHistoryStore, open_store
+from benchd.metrics.cache import MetricsExporter, ResultsCache
+from benchd.metrics.health import DaemonStats, ScrapeStats, register_daemon_collectors
+from benchd.metrics.server import HTTPService, Route
+from benchd.metrics.snapshot import DeviceInfoSeries
+from benchd.records import ModelVersion, RunResult, RunSpec
+from benchd.registry.factory import build_watchers
+from benchd.scheduler import PollJob, Scheduler
+from benchd.slots import Slot, SlotWorker
+
+logger = logging.getLogger(__name__)
+
+
+class BenchdApp:
+    """The daemon: store, devices, watchers, scheduler, device slots, exporter and HTTP server."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.runs_dir = self.data_dir / "runs"
+        self.store: SQLiteHistoryStore = open_store(config.store_url)
+        self.devices = open_devices(
+            mode=config.device_mode, require_gpu=config.require_gpu, fake=config.fake_devices or None
+        )
+        self.sampler = WindowSampler(self.devices)
+        self.slots = self._slots()
+        self.watchers = {w.name: w for w in build_watchers(config, cursor_store=self.store)}
+        self.stats = DaemonStats()
+        self.wakeup = threading.Condition()
+        self.snapshots = SnapshotBuilder(self.store, config.latency_buckets_s, self._device_info())
+        scrape_stats = ScrapeStats()
+        self.results_cache = ResultsCache(config.latest_versions, scrape_stats)
+        self.registry = CollectorRegistry(auto_describe=True)
+        register_daemon_collectors(
+            self.registry,
+            daemon_stats=self.stats,
+            scrape_stats=scrape_stats,
+            queue_depth=self.store.queue_depth,
+            version=__version__,
+        )
+        self.exporter = MetricsExporter(self.results_cache, self.registry)
+        jobs = {
+            name: PollJob(
+                w,
+                self.store.record_version,
+                self._enqueue_poll,
+                self.stats,
+                self._registry_config(name).poll_interval_s,
+            )
+            for name, w in self.watchers.items()
+        }
+        self.scheduler = Scheduler(jobs, config.champion_cron, self.rerun_champions)
+        self.api = API(config, self.store, self.scheduler, self.enqueue, self.find_version, self.ready)
+        self.http = HTTPService(
+            config.http_host,
+            config.http_port,
+            [Route("GET", "/metrics", self.exporter.handle), *self.api.routes()],
+            max_body_bytes=config.max_body_bytes,
+        )
+        self.workers = [
+            SlotWorker(
+                slot,
+                self.store,
+                self.watchers,
+                self.runs_dir,
+                meter=self.sampler,
+                fingerprint=self._fingerprint,
+                after_run=self.after_run,
+                wakeup=self.wakeup,
+            )
+            for slot in self.slots
+        ]
+        self._fingerprints: dict[str, dict[str, Any]] = {}
+        self.started = threading.Event()
+
+    # ------------------------------------------------------------------ building blocks
+    def _registry_config(self, name: str) -> Any:
+        return next(r for r in self.config.registries if r.name == name)
+
+    def _slots(self) -> list[Slot]:
+        fake = self.config.device_mode == "fake"
+        gpus = [f"cuda:{i}" for i in range(len(self.devices))]
+        if not gpus:
+            return [Slot("cpu", "cpu")]
+        wanted = self.config.benchmark.device
+        if wanted.startswith("cuda:"):
+            gpus = [g for g in gpus if g == wanted] or gpus[:1]
+        elif wanted == "cpu":
+            return [Slot("cpu", "cpu")]
+        return [Slot(g, "cpu" if fake else g) for g in gpus]
+
+    def _device_info(self) -> tuple[DeviceInfoSeries, ...]:
+        out = []
+        for slot in self.slots:
+            fp = host_fingerprint(self.devices, slot.name)
+            out.append(
+                DeviceInfoSeries(
+                    slot.torch_device if slot.name == "cpu" else slot.name,
+                    str(fp.get("device_name") or ""),
+                    str(fp.get("device_uuid") or ""),
+                    str(fp.get("driver_version") or ""),
+                    str(fp.get("hardware_class") or ""),
+                )
+            )
+        return tuple(out)
+
+    def _fingerprint(self, slot: str) -> dict[str, Any]:
+        if slot not in self._fingerprints:
+            self._fingerprints[slot] = host_fingerprint(self.devices, slot)
+        return self._fingerprints[slot]
+
+    # ------------------------------------------------------------------ queue
+    def spec_for(self, mv: ModelVersion, slot: Slot, baseline: str | None = None) -> RunSpec:
+        """The RunSpec that benchmarks ``mv`` on ``slot`` with the configured settings."""
+        b = self.config.benchmark
+        registry = self.config.registries and next(
+            (r for r in self.config.registries if r.name == mv.registry), None
+        )
+        return RunSpec(
+            model=mv.model,
+            version=mv.version,
+            model_path=mv.path,
+            scenarios=b.scenarios,
+            batch_sizes=b.batch_sizes,
+            device=slot.name,
+            dtype=b.dtype,
+            amp=b.amp,
+            compile=b.compile,
+            threads=b.threads,
+            allow_pickle=b.allow_pickle or bool(registry and registry.allow_pickle),
+            timeout_s=b.timeout_s,
+            seed=b.seed,
+            baseline=baseline,
+        )
+
+    def enqueue(
+        self, mv: ModelVersion, priority: int, reason: str, force: bool, baseline: str | None = None
+    ) -> list[int]:
+        """Queue ``mv`` on the benchmark slot(s); return the new run ids (empty when deduplicated)."""
+        ids = []
+        for slot in (
+            self.slots[:1] if len(self.slots) > 1 and self.config.benchmark.device == "auto" else self.slots
+        ):
+            run_id = self.store.enqueue_run(
+                self.spec_for(mv, slot, baseline), priority=priority, reason=reason, force=force
+            )
+            if run_id is not None:
+                ids.append(run_id)
+        if ids:
+            with self.wakeup:
+                self.wakeup.notify_all()
+        return ids
+
+    def _enqueue_poll(self, mv: ModelVersion, priority: int, reason: str, force: bool) -> list[int]:
+        return self.enqueue(mv, priority, reason, force)
+
+    def find_version(self, model: str, version: str) -> ModelVersion | None:
+        """A version the store knows, else one found by polling every registry now."""
+        mv = self.store.get_version(model, version)
+        if mv is None:
+            for job in self.scheduler.jobs.values():
+                job(force=True)
+            mv = self.store.get_version(model, version)
+        return mv
+
+    def rerun_champions(self) -> None:
+        """Cron job: re-benchmark each model's champion to catch drift from drivers, heat or hosts."""
+        from benchd.scheduler import PRIORITY_CRON
+
+        for name, watcher in self.watchers.items():
+            for model in {v.model for v in self.store.list_versions() if v.registry == name}:
+                champion = watcher.champion(model)
+                mv = self.store.get_version(model, champion) if champion else None
+                if mv is not None:
+                    logger.info("cron: re-benchmarking champion %s/%s", model, champion)
+                    self.enqueue(mv, PRIORITY_CRON, "cron re-run of the champion", True)
+
+    # ------------------------------------------------------------------ after a run
+    def after_run(self, record: Any, result: RunResult, cancel: threading.Event) -> None:
+        """Called by a slot when a run ended: decide verdicts, then refresh the exported metrics."""
+        try:
+            self.decide_verdicts(record, result, cancel)
+        except Exception:
+            logger.exception("verdict for run %d failed", record.id)
+        self.refresh_metrics()
+
+    def decide_verdicts(self, record: Any, result: RunResult, cancel: threading.Event) -> None:
+        """Compare the run's version with its baseline (see :mod:`benchd.verdicts`)."""
+        if not result.ok or self.config.verdict.mode == "off":
+            return
+        from benchd.verdicts import decide_for_run
+
+        decide_for_run(self, record, result, cancel)
+
+    def refresh_metrics(self) -> None:
+        """Rebuild the results snapshot from the store and re-render the cached exposition."""
+        for model in {v.model for v in self.store.list_versions()}:
+            mv_registry = next((v.registry for v in self.store.list_versions(model)), None)
+            watcher = self.watchers.get(mv_registry) if mv_registry else None
+            if watcher is not None:
+                try:
+                    self.snapshots.set_champion(model, watcher.champion(model))
+                except Exception as e:  # champion lookup is decoration: keep exporting
+                    logger.debug("champion of %s unknown: %s", model, e)
+        self.results_cache.update(self.snapshots.build())
+
+    def ready(self) -> bool:
+        """Ready once started and every registry was polled once."""
+        return self.started.is_set() and self.scheduler.ready()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Recover interrupted runs, render metrics, start sampling, slots, scheduler and HTTP."""
+        for record in self.store.recover_interrupted():
+            _kill_stale_worker(self.runs_dir / str(record.id))
+            logger.warning(
+                "run %d (%s/%s) was interrupted by a daemon stop: %s",
+                record.id,
+                record.model,
+                record.version,
+                "re-queued" if record.state == "queued" else "marked failed",
+            )
+        self.refresh_metrics()
+        self.sampler.start()
+        self.http.start()
+        for worker in self.workers:
+            worker.start()
+        self.scheduler.start()
+        self.started.set()
+        logger.info(
+            "benchd %s up: %d registr%s, slots %s, store %s, HTTP on %s",
+            __version__,
+            len(self.watchers),
+            "y" if len(self.watchers) == 1 else "ies",
+            ", ".join(s.name for s in self.slots),
+            self.config.store_url,
+            self.http.url,
+        )
+
+    def stop(self) -> None:
+        """Stop intake, let current runs finish within the grace period, flush and close."""
+        logger.info("stopping: no new runs; current runs get %.0f s to finish", self.config.grace_s)
+        self.scheduler.stop()
+        threads = [threading.Thread(target=w.stop, args=(self.config.grace_s,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.http.stop()
+        self.sampler.stop()
+        self.devices.close()
+        self.store.close()
+        logger.info("stopped")
+
+    def run_forever(self) -> int:
+        """Start, then serve until SIGTERM/SIGINT; return the exit status (0)."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            logger.info("received %s", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not stop.wait(1.0):
+            pass
+        self.stop()
+        return 0
+
+
+def _kill_stale_worker(run_dir: Path) -> None:
+    """Kill a worker left behind by a daemon that died (its pid file is in the run's folder)."""
+    try:
+        pid = int((run_dir / "worker.pid").read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        logger.warning("killed stale worker process group %d", pid)
+        time.sleep(0.1)
+    except (ProcessLookupError, PermissionError):
+        pass

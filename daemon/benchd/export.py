@@ -1,0 +1,180 @@
+"""Build the exporter's :class:`ResultsSnapshot` from the history store.
+
+Everything /metrics shows comes from the store, so a restart restores every series and no counter goes
+backwards. The per-series latency histogram is cumulative over every run of the series; each stored
+result's histogram is computed once from its raw latencies and cached (stored results never change).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+
+from benchd.history import SQLiteHistoryStore
+from benchd.metrics.names import DEFAULT_LATENCY_BUCKETS_S
+from benchd.metrics.snapshot import (
+    DeviceInfoSeries,
+    EnergyTotal,
+    HistogramState,
+    ResultSeries,
+    ResultsSnapshot,
+    RunCount,
+    VerdictSeries,
+    VersionRole,
+    histogram_from_latencies,
+    merge_histograms,
+)
+
+logger = logging.getLogger(__name__)
+
+#: analysis metric name -> the ``metric`` label the rules and dashboards know.
+VERDICT_METRIC_LABELS = {
+    "p99_latency": "p99",
+    "p50_latency": "p50",
+    "throughput": "throughput",
+    "energy_per_sample": "energy",
+}
+
+
+class SnapshotBuilder:
+    """Turns the store into a ResultsSnapshot; keeps per-result histograms between builds."""
+
+    def __init__(
+        self,
+        store: SQLiteHistoryStore,
+        buckets_s: tuple[float, ...] | None = None,
+        devices: tuple[DeviceInfoSeries, ...] = (),
+    ) -> None:
+        self.store = store
+        self.buckets_s = tuple(buckets_s or DEFAULT_LATENCY_BUCKETS_S)
+        self.devices = devices
+        self._histograms: dict[int, HistogramState] = {}
+        self._champions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def set_champion(self, model: str, version: str | None) -> None:
+        """Remember the registry's champion of ``model`` (exported as a version role)."""
+        with self._lock:
+            if version:
+                self._champions[model] = version
+            else:
+                self._champions.pop(model, None)
+
+    def _histogram(self, result_id: int) -> HistogramState:
+        cached = self._histograms.get(result_id)
+        if cached is None:
+            cached = histogram_from_latencies(self.store.latencies(result_id), self.buckets_s)
+            self._histograms[result_id] = cached
+        return cached
+
+    def build(self) -> ResultsSnapshot:
+        """Read the store and return the snapshot (thread-safe; called when a run ends and at start)."""
+        with self._lock:
+            return self._build()
+
+    def _build(self) -> ResultsSnapshot:
+        started = time.monotonic()
+        latest: dict[tuple[str, str, str, str, int], ResultSeries] = {}
+        histograms: dict[tuple[str, str, str, str, int], HistogramState] = {}
+        energy: Mapping[str, float] = defaultdict(float)
+        for row in self.store.result_rows():  # newest first
+            r = row.result
+            key = (row.model, row.version, r.scenario, r.device, r.batch_size)
+            try:
+                hist = self._histogram(row.id)
+            except Exception:  # a damaged sample blob must not take /metrics down
+                logger.exception("cannot read latencies of result %d", row.id)
+                hist = HistogramState.empty(self.buckets_s)
+            histograms[key] = merge_histograms(histograms[key], hist) if key in histograms else hist
+            if r.energy is not None and r.energy.measured and r.energy.energy_j is not None:
+                energy[r.device] += r.energy.energy_j  # type: ignore[index]
+            if key in latest:
+                continue
+            lat = r.latency
+            power = {}
+            if r.energy is not None and r.energy.mean_power_w is not None:
+                power["mean"] = r.energy.mean_power_w
+            if r.energy is not None and r.energy.peak_power_w is not None:
+                power["peak"] = r.energy.peak_power_w
+            measured = r.energy is not None and r.energy.measured
+            latest[key] = ResultSeries(
+                model=row.model,
+                version=row.version,
+                scenario=r.scenario,
+                device=r.device,
+                batch_size=r.batch_size,
+                latency_percentiles_s={
+                    "0.5": lat.p50_s,
+                    "0.9": lat.p90_s,
+                    "0.95": lat.p95_s,
+                    "0.99": lat.p99_s,
+                    "0.999": lat.p999_s,
+                },
+                throughput_qps=r.throughput_qps,
+                throughput_sps=r.throughput_sps,
+                run_timestamp_unix_s=row.ended_unix_s,
+                run_duration_s=r.duration_s,
+                histogram=HistogramState.empty(self.buckets_s),
+                energy_j=r.energy.energy_j if measured else None,
+                energy_per_sample_j=r.energy.energy_per_sample_j if measured else None,
+                power_w=power,
+                throttled=bool(r.telemetry and r.telemetry.throttled),
+            )
+        results = tuple(_with_histogram(s, histograms[k]) for k, s in latest.items())
+        verdicts, roles = self._verdicts()
+        snapshot = ResultsSnapshot(
+            results=results,
+            verdicts=verdicts,
+            run_counts=tuple(
+                RunCount(m, s, o, c) for (m, s, o), c in sorted(self.store.run_counts().items())
+            ),
+            energy_totals=tuple(EnergyTotal(d, j) for d, j in sorted(energy.items())),
+            devices=self.devices,
+            roles=roles,
+            version_order={
+                m: tuple(v.version for v in self.store.list_versions(m)) for m in self.store.list_models()
+            },
+            taken_unix_s=time.time(),
+        )
+        logger.debug(
+            "snapshot: %d series, %d verdicts in %.3f s",
+            len(results),
+            len(verdicts),
+            time.monotonic() - started,
+        )
+        return snapshot
+
+    def _verdicts(self) -> tuple[tuple[VerdictSeries, ...], tuple[VersionRole, ...]]:
+        series: list[VerdictSeries] = []
+        roles: set[tuple[str, str, str]] = {(m, v, "champion") for m, v in self._champions.items()}
+        for verdict in self.store.latest_verdicts():
+            roles.add((verdict.model, verdict.candidate_version, "candidate"))
+            roles.add((verdict.model, verdict.baseline_version, "baseline"))
+            for m in verdict.metrics:
+                if m.state == "more":
+                    continue
+                series.append(
+                    VerdictSeries(
+                        model=verdict.model,
+                        version=verdict.candidate_version,
+                        baseline_version=verdict.baseline_version,
+                        scenario=verdict.scenario,
+                        device=verdict.device,
+                        batch_size=verdict.batch_size,
+                        metric=VERDICT_METRIC_LABELS.get(m.metric, m.metric),
+                        state=m.state,
+                        ratio=m.ratio,
+                        low=m.ratio_low,
+                        high=m.ratio_high,
+                    )
+                )
+        return tuple(series), tuple(VersionRole(*r) for r in sorted(roles))
+
+
+def _with_histogram(series: ResultSeries, histogram: HistogramState) -> ResultSeries:
+    from dataclasses import replace
+
+    return replace(series, histogram=histogram)

@@ -1,0 +1,150 @@
+"""Device slots: one worker thread per benchmark device, running queued runs one at a time.
+
+A slot claims the next run for its device from the store (highest priority first), makes the artifact
+local (MLflow downloads), runs it in an isolated worker process, records the result, then hands the
+finished run to ``after_run`` (verdicts, exporter refresh). Every failure is recorded on the run and the
+slot carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchd.errors import RegistryError
+from benchd.history import RunRecord, SQLiteHistoryStore
+from benchd.records import RunResult
+from benchd.registry.base import RegistryWatcher
+from benchd.runner.launch import run_spec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place runs execute.
+
+    ``name`` is the queue's device key and the meter's device (``cuda:0``, ``cpu``); ``torch_device`` is what
+    the worker runs on (``cpu`` for fake GPUs, so the whole daemon runs without a GPU).
+    """
+
+    name: str
+    torch_device: str
+
+
+class SlotWorker:
+    """Runs queued runs for one slot until stopped."""
+
+    def __init__(
+        self,
+        slot: Slot,
+        store: SQLiteHistoryStore,
+        watchers: dict[str, RegistryWatcher],
+        runs_dir: Path,
+        *,
+        meter: Any,
+        fingerprint: Callable[[str], dict[str, Any]],
+        after_run: Callable[[RunRecord, RunResult, threading.Event], None],
+        wakeup: threading.Condition,
+    ) -> None:
+        self.slot = slot
+        self.store = store
+        self.watchers = watchers
+        self.runs_dir = runs_dir
+        self.meter = meter
+        self.fingerprint = fingerprint
+        self.after_run = after_run
+        self.wakeup = wakeup
+        self.stopping = threading.Event()  # no new runs
+        self.cancel = threading.Event()  # kill the current run
+        self.current: int | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"benchd-slot-{slot.name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the slot's thread."""
+        self._thread.start()
+
+    def stop(self, grace_s: float) -> None:
+        """Take no new runs; let the current one finish for ``grace_s``, then kill it (recorded interrupted)."""
+        self.stopping.set()
+        with self.wakeup:
+            self.wakeup.notify_all()
+        self._thread.join(timeout=grace_s)
+        if self._thread.is_alive():
+            logger.warning(
+                "slot %s: run %s still going after %.0f s grace; interrupting it",
+                self.slot.name,
+                self.current,
+                grace_s,
+            )
+            self.cancel.set()
+            self._thread.join(timeout=30.0)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                record = self.store.claim_next_run(self.slot.name)
+            except Exception:
+                logger.exception("slot %s: cannot claim a run", self.slot.name)
+                record = None
+            if record is None:
+                with self.wakeup:
+                    self.wakeup.wait(timeout=2.0)
+                continue
+            self.current = record.id
+            try:
+                self.execute(record)
+            except Exception as e:  # never let one run stop the slot
+                logger.exception("slot %s: run %d crashed the slot's code", self.slot.name, record.id)
+                self.store.fail_run(record.id, "internal", f"{type(e).__name__}: {e}")
+            finally:
+                self.current = None
+
+    def execute(self, record: RunRecord) -> None:
+        """Run one claimed run to its recorded end."""
+        spec = record.spec
+        logger.info(
+            "slot %s: run %d: benchmarking %s/%s (%s, attempt %d)",
+            self.slot.name,
+            record.id,
+            spec.model,
+            spec.version,
+            record.reason or "queued",
+            record.attempts,
+        )
+        mv = self.store.get_version(spec.model, spec.version)
+        watcher = self.watchers.get(mv.registry) if mv else None
+        if mv is not None and watcher is not None:
+            try:
+                mv = watcher.fetch(mv)
+            except RegistryError as e:
+                self.store.fail_run(record.id, "artifact_not_found", f"cannot fetch the artifact: {e}")
+                return
+            spec = dataclasses.replace(spec, model_path=mv.path)
+        spec = dataclasses.replace(spec, device=self.slot.torch_device)
+        result = run_spec(
+            spec,
+            self.runs_dir / str(record.id),
+            meter=self.meter,
+            cancel=self.cancel,
+            host_fingerprint=self.fingerprint(self.slot.name),
+            meter_device=self.slot.name,
+        )
+        if result.error_kind == "interrupted":
+            self.store.fail_run(record.id, "interrupted", result.error or "interrupted", state="interrupted")
+        else:
+            self.store.finish_run(record.id, result)
+        logger.info(
+            "slot %s: run %d: %s%s",
+            self.slot.name,
+            record.id,
+            result.outcome,
+            f" ({result.error_kind}: {result.error.splitlines()[0]})" if result.error else "",
+        )
+        if not self.cancel.is_set():
+            self.after_run(record, result, self.cancel)
