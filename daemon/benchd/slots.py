@@ -70,7 +70,7 @@ class SlotWorker:
         self._thread.start()
 
     def stop(self, grace_s: float) -> None:
-        """Take no new runs; let the current one finish for ``grace_s``, then kill it (recorded interrupted)."""
+        """Take no new runs; give the current one ``grace_s``, then kill it (recorded as interrupted)."""
         self.stopping.set()
         with self.wakeup:
             self.wakeup.notify_all()

@@ -212,7 +212,8 @@ def test_the_daemon_process_never_imports_torch(daemon_factory, zoo):
     d = daemon_factory().start()
     publish(d, zoo["mlp"], "mlp", "1")
     d.wait_runs(lambda rs: rs and rs[0]["state"] in TERMINAL, 120, "a run")
-    maps = open(f"/proc/{d.proc.pid}/maps").read()
+    with open(f"/proc/{d.proc.pid}/maps") as f:
+        maps = f.read()
     assert "libtorch" not in maps
     assert "torch" not in " ".join(line.split()[-1] for line in maps.splitlines() if "/" in line)
 

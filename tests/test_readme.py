@@ -1,0 +1,101 @@
+"""The README's commands are the real ones: CI runs its test command, and every benchd command parses."""
+
+import re
+import shlex
+
+import pytest
+import yaml
+
+from benchd.cli import build_parser
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def code_blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_opens_with_install_and_test_commands_and_ci_runs_the_test_command():
+    first, second = code_blocks("bash")[:2]
+    assert first.strip().startswith("python3.11 -m venv .venv") and "pip install torch==2.13.0" in first
+    assert first.strip().endswith("benchd demo")
+    assert "python -m pytest" in second
+    ci = (REPO / ".ci" / "run").read_text()
+    assert second.strip() in ci.splitlines()
+
+
+def benchd_commands():
+    out = []
+    for block in code_blocks("bash") + code_blocks("yaml"):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip().removeprefix("- ").removeprefix("run: ")
+            if line.startswith("benchd "):
+                out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("command", benchd_commands())
+def test_every_benchd_command_in_the_readme_parses(command):
+    words = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "X", command))  # CI template expressions
+    args = build_parser().parse_args(words[1:])
+    assert callable(args.handler)
+
+
+def test_there_are_readme_commands_for_each_subcommand():
+    used = {shlex.split(c)[1] for c in benchd_commands()}
+    assert {"run", "bench", "check", "history", "demo", "config"} <= used
+
+
+def test_every_alert_runbook_points_at_a_readme_section():
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "benchd-rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        anchor = alert["annotations"]["runbook_url"].split("#", 1)[1]
+        assert anchor == f"alert-{alert['alert'].lower()}"
+        assert f'<a id="{anchor}"></a>' in README, anchor
+
+
+def test_every_metric_in_the_contract_is_in_the_readme():
+    from benchd.metrics.names import ALL_METRICS
+
+    for spec in ALL_METRICS:
+        base = spec.name.removesuffix("_success").removesuffix("_duration_seconds")
+        assert base in README, spec.name
+
+
+def test_every_config_field_is_in_the_readme_reference():
+    for field in (
+        "data_dir",
+        "http.host",
+        "api_token_env",
+        "max_body_bytes",
+        "store.url",
+        "devices.mode",
+        "require_gpu",
+        "poll_interval",
+        "allow_pickle",
+        "settle",
+        "tracking_uri",
+        "champion_alias",
+        "verify_tls",
+        "max_artifact_bytes",
+        "webhook_secret_env",
+        "batch_sizes",
+        "min_duration",
+        "target_qps",
+        "latency_bound",
+        "search_max_qps",
+        "samples_per_query",
+        "concurrency",
+        "verdict.mode",
+        "min_pairs",
+        "time_cap",
+        "inconclusive_passes",
+        "latest_versions",
+        "latency_buckets",
+        "champion_cron",
+        "shutdown_grace",
+    ):
+        assert field in README, field
