@@ -19,7 +19,7 @@ from benchd.devices import open_devices
 from benchd.devices.fingerprint import host_fingerprint
 from benchd.devices.meter import WindowSampler
 from benchd.export import SnapshotBuilder
-from benchd.history import SQLiteHistoryStore, open_store
+from benchd.history import HistoryStore, HostView, ScopedCursorStore, open_store
 from benchd.metrics.cache import MetricsExporter, ResultsCache
 from benchd.metrics.health import DaemonStats, ScrapeStats, register_daemon_collectors
 from benchd.metrics.server import HTTPService, Route
@@ -40,16 +40,19 @@ class BenchdApp:
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir = self.data_dir / "runs"
-        self.store: SQLiteHistoryStore = open_store(config.store_url)
+        self.store: HistoryStore = open_store(config.store_url)
         self.devices = open_devices(
             mode=config.device_mode, require_gpu=config.require_gpu, fake=config.fake_devices or None
         )
         self.sampler = WindowSampler(self.devices)
         self.slots = self._slots()
-        self.watchers = {w.name: w for w in build_watchers(config, cursor_store=self.store)}
+        # fleet: hosts of one hardware class share registry cursors, other classes keep their own
+        cursors = ScopedCursorStore(self.store, self._fleet_scope()) if self.store.shared else self.store
+        self.watchers = {w.name: w for w in build_watchers(config, cursor_store=cursors)}
         self.stats = DaemonStats()
         self.wakeup = threading.Condition()
-        self.snapshots = SnapshotBuilder(self.store, config.latency_buckets_s, self._device_info())
+        exported = HostView(self.store, self.store.host or "") if self.store.shared else self.store
+        self.snapshots = SnapshotBuilder(exported, config.latency_buckets_s, self._device_info())  # type: ignore[arg-type]
         scrape_stats = ScrapeStats()
         self.results_cache = ResultsCache(config.latest_versions, scrape_stats)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -86,7 +89,7 @@ class BenchdApp:
                 self.watchers,
                 self.runs_dir,
                 meter=self.sampler,
-                fingerprint=self._fingerprint,
+                fingerprint=self.fingerprint,
                 after_run=self.after_run,
                 wakeup=self.wakeup,
             )
@@ -126,7 +129,15 @@ class BenchdApp:
             )
         return tuple(out)
 
-    def _fingerprint(self, slot: str) -> dict[str, Any]:
+    def _fleet_class(self, slot: str) -> str | None:
+        """The hardware class a fleet (shared store) queues a slot's runs under; None on a single host."""
+        return str(host_fingerprint(self.devices, slot)["hardware_class"]) if self.store.shared else None
+
+    def _fleet_scope(self) -> str:
+        return "+".join(sorted({str(self._fleet_class(s.name)) for s in self.slots}))
+
+    def fingerprint(self, slot: str) -> dict[str, Any]:
+        """The hardware fingerprint of a slot's device (cached: it does not change while running)."""
         if slot not in self._fingerprints:
             self._fingerprints[slot] = host_fingerprint(self.devices, slot)
         return self._fingerprints[slot]
@@ -164,7 +175,11 @@ class BenchdApp:
             self.slots[:1] if len(self.slots) > 1 and self.config.benchmark.device == "auto" else self.slots
         ):
             run_id = self.store.enqueue_run(
-                self.spec_for(mv, slot, baseline), priority=priority, reason=reason, force=force
+                self.spec_for(mv, slot, baseline),
+                priority=priority,
+                reason=reason,
+                force=force,
+                hardware_class=self._fleet_class(slot.name),
             )
             if run_id is not None:
                 ids.append(run_id)

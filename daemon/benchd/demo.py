@@ -9,7 +9,6 @@ Ctrl-C (or exits when done with ``--exit``).
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import subprocess
 import sys
@@ -152,8 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stop.wait()
     finally:
         app.stop()
-        if not args.dir:
-            shutil.rmtree(root, ignore_errors=True)
+        print(f"the demo's registry, store and run outputs stay in {root} (delete it when done)")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchd.errors import RegistryError
-from benchd.history import RunRecord, SQLiteHistoryStore
+from benchd.history import HistoryStore, LeaseKeeper, LeaseLostError, RunRecord, lease_owner
 from benchd.records import RunResult
 from benchd.registry.base import RegistryWatcher
 from benchd.runner.launch import run_spec
@@ -43,7 +43,7 @@ class SlotWorker:
     def __init__(
         self,
         slot: Slot,
-        store: SQLiteHistoryStore,
+        store: HistoryStore,
         watchers: dict[str, RegistryWatcher],
         runs_dir: Path,
         *,
@@ -63,6 +63,9 @@ class SlotWorker:
         self.stopping = threading.Event()  # no new runs
         self.cancel = threading.Event()  # kill the current run
         self.current: int | None = None
+        # a shared (fleet) store: claim runs of this slot's hardware class under a renewed lease
+        self.hardware_class: str | None = None
+        self.owner: str | None = None
         self._thread = threading.Thread(target=self._loop, name=f"benchd-slot-{slot.name}", daemon=True)
 
     def start(self) -> None:
@@ -86,9 +89,14 @@ class SlotWorker:
             self._thread.join(timeout=30.0)
 
     def _loop(self) -> None:
+        if getattr(self.store, "shared", False):
+            self.hardware_class = str(self.fingerprint(self.slot.name).get("hardware_class") or "") or None
+            self.owner = lease_owner(self.store.host, self.slot.name)
         while not self.stopping.is_set():
             try:
-                record = self.store.claim_next_run(self.slot.name)
+                record = self.store.claim_next_run(
+                    self.slot.name, hardware_class=self.hardware_class, owner=self.owner
+                )
             except Exception:
                 logger.exception("slot %s: cannot claim a run", self.slot.name)
                 record = None
@@ -98,10 +106,19 @@ class SlotWorker:
                 continue
             self.current = record.id
             try:
-                self.execute(record)
+                if self.owner is None:
+                    self.execute(record)
+                else:
+                    with LeaseKeeper(self.store, record.id, self.owner, self.store.lease_s / 3):
+                        self.execute(record)
+            except LeaseLostError as e:  # another host took the run over: its result is the one kept
+                logger.error("slot %s: run %d dropped: %s", self.slot.name, record.id, e)
             except Exception as e:  # never let one run stop the slot
                 logger.exception("slot %s: run %d crashed the slot's code", self.slot.name, record.id)
-                self.store.fail_run(record.id, "internal", f"{type(e).__name__}: {e}")
+                try:
+                    self.store.fail_run(record.id, "internal", f"{type(e).__name__}: {e}", owner=self.owner)
+                except Exception:
+                    logger.exception("slot %s: cannot record run %d as failed", self.slot.name, record.id)
             finally:
                 self.current = None
 
@@ -123,7 +140,9 @@ class SlotWorker:
             try:
                 mv = watcher.fetch(mv)
             except RegistryError as e:
-                self.store.fail_run(record.id, "artifact_not_found", f"cannot fetch the artifact: {e}")
+                self.store.fail_run(
+                    record.id, "artifact_not_found", f"cannot fetch the artifact: {e}", owner=self.owner
+                )
                 return
             spec = dataclasses.replace(spec, model_path=mv.path)
         spec = dataclasses.replace(spec, device=self.slot.torch_device)
@@ -135,10 +154,17 @@ class SlotWorker:
             host_fingerprint=self.fingerprint(self.slot.name),
             meter_device=self.slot.name,
         )
+        if self.slot.torch_device != self.slot.name:
+            result = relabel(result, self.slot.name)
+        if result.error_kind == "interrupted" and self.owner is not None:
+            self.store.requeue_run(record.id, owner=self.owner)  # a fleet host of the class takes it
+            return
         if result.error_kind == "interrupted":
-            self.store.fail_run(record.id, "interrupted", result.error or "interrupted", state="interrupted")
+            self.store.fail_run(
+                record.id, "interrupted", result.error or "interrupted", state="interrupted", owner=self.owner
+            )
         else:
-            self.store.finish_run(record.id, result)
+            self.store.finish_run(record.id, result, owner=self.owner)
         logger.info(
             "slot %s: run %d: %s%s",
             self.slot.name,
@@ -148,3 +174,9 @@ class SlotWorker:
         )
         if not self.cancel.is_set():
             self.after_run(record, result, self.cancel)
+
+
+def relabel(result: RunResult, device: str) -> RunResult:
+    """Label a run with its slot's device (a fake GPU's ``cuda:N`` while torch ran on the CPU)."""
+    results = tuple(dataclasses.replace(r, device=device) for r in result.results)
+    return dataclasses.replace(result, device=device, results=results)

@@ -6,6 +6,7 @@ candidate (:mod:`benchd.comparison`); ``history`` compares stored runs only and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -135,6 +136,8 @@ def _decide_batch(
     cancel: threading.Event,
 ) -> None:
     settings = next(s for s in record.spec.scenarios if s.name == r.scenario)
+    # r.device is the slot (a fake GPU's cuda:N while torch runs on the CPU): the worker needs torch's device.
+    slot = next((s for s in app.slots if s.name == r.device), None)
     plan = ComparisonPlan.from_config(
         app.config.benchmark,
         app.config.verdict,
@@ -145,12 +148,17 @@ def _decide_batch(
         baseline_path=base.path,
         scenario=settings,
         batch_size=r.batch_size,
-        device=r.device,
+        device=slot.torch_device if slot else r.device,
         allow_pickle=record.spec.allow_pickle,
     )
     out_dir = app.runs_dir / str(record.id) / f"compare-{r.scenario}-bs{r.batch_size}"
     outcome = compare(
-        plan, out_dir, meter=app.sampler, cancel=cancel, host_fingerprint=app._fingerprint(record.spec.device)
+        plan,
+        out_dir,
+        meter=app.sampler,
+        cancel=cancel,
+        meter_device=r.device,
+        host_fingerprint=app.fingerprint(r.device),
     )
     if outcome.verdict is None:
         logger.warning(
@@ -162,8 +170,9 @@ def _decide_batch(
             outcome.error,
         )
         return
-    app.store.save_verdict(outcome.verdict, outcome.inputs)
-    _log(outcome.verdict)
+    verdict = dataclasses.replace(outcome.verdict, device=r.device)  # the slot's label, as on the results
+    app.store.save_verdict(verdict, outcome.inputs)
+    _log(verdict)
 
 
 def _decide_history(app: BenchdApp, mv: ModelVersion, base: ModelVersion, r: ScenarioResult) -> None:
