@@ -45,11 +45,13 @@ def add_parser(sub: Any) -> None:
         "--port", type=int, default=9777, help="HTTP port for /metrics and the API [default: 9777]"
     )
     p.add_argument("--exit", action="store_true", help="exit when the demo is done instead of serving on")
+    p.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # shorter runs, for the test suite
     p.set_defaults(handler=cmd_demo)
 
 
-def demo_config(root: Path, port: int) -> dict[str, Any]:
-    """The daemon config the demo runs with: short runs and short verdict trials."""
+def demo_config(root: Path, port: int, fast: bool = False) -> dict[str, Any]:
+    """The daemon config the demo runs with: short runs and short verdict trials (shorter with ``fast``)."""
+    scale = 0.4 if fast else 1.0
     return {
         "data_dir": str(root / "data"),
         "http": {"host": "127.0.0.1", "port": port},
@@ -68,8 +70,8 @@ def demo_config(root: Path, port: int) -> dict[str, Any]:
             "threads": 1,
             "scenarios": {"single_stream": {}},
             "defaults": {
-                "warmup": "0.5s",
-                "min_duration": "3s",
+                "warmup": 0.5 * scale,
+                "min_duration": 3.0 * scale,
                 "max_duration": "10s",
                 "min_query_count": 500,
             },
@@ -79,8 +81,8 @@ def demo_config(root: Path, port: int) -> dict[str, Any]:
             "threshold": 0.10,
             "min_pairs": 4,
             "max_pairs": 10,
-            "trial": "1s",
-            "time_cap": "40s",
+            "trial": 1.0 * scale,
+            "time_cap": 40.0 * scale,
         },
         "shutdown_grace": "5s",
     }
@@ -118,8 +120,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="benchd-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    config = read_daemon_config(demo_config(root, args.port), "<demo>")
-    (root / "benchd.yaml").write_text(yaml.safe_dump(demo_config(root, args.port), sort_keys=False))
+    raw = demo_config(root, args.port, args.fast)
+    config = read_daemon_config(raw, "<demo>")
+    (root / "benchd.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
