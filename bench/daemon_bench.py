@@ -56,8 +56,8 @@ def idle(root: Path, idle_s: float) -> None:
         share = (cpu_s(pid) - c0) / (time.monotonic() - t0)
         maps = Path(f"/proc/{pid}/maps").read_text()
         print(
-            f"idle daemon: RSS median {statistics.median(samples) / 2**20:.1f} MiB, max {max(samples) / 2**20:.1f} "
-            f"MiB; CPU {share * 100:.2f}% of one core over {idle_s:.0f} s; torch mapped: {'torch' in maps}"
+            f"idle daemon: RSS median {statistics.median(samples) / 2**20:.1f} MiB, "
+            f"max {max(samples) / 2**20:.1f} MiB; CPU {share * 100:.2f}% of one core over {idle_s:.0f} s; torch mapped: {'torch' in maps}"
         )
     finally:
         d.stop()
