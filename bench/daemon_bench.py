@@ -55,10 +55,9 @@ def idle(root: Path, idle_s: float) -> None:
             time.sleep(1)
         share = (cpu_s(pid) - c0) / (time.monotonic() - t0)
         maps = Path(f"/proc/{pid}/maps").read_text()
-        print(
-            f"idle daemon: RSS median {statistics.median(samples) / 2**20:.1f} MiB, "
-            f"max {max(samples) / 2**20:.1f} MiB; CPU {share * 100:.2f}% of one core over {idle_s:.0f} s; torch mapped: {'torch' in maps}"
-        )
+        rss = f"RSS median {statistics.median(samples) / 2**20:.1f} MiB, max {max(samples) / 2**20:.1f} MiB"
+        cpu = f"CPU {share * 100:.2f}% of one core over {idle_s:.0f} s"
+        print(f"idle daemon: {rss}; {cpu}; torch mapped: {'torch' in maps}")
     finally:
         d.stop()
 
