@@ -113,6 +113,17 @@ def _finish(
     )
 
 
+def _refuse_window(window_s: float, min_window_s: float, period: str, source: str) -> EnergyReport | None:
+    """A "not measured" report for an empty window or one shorter than ``period``; None when usable."""
+    if window_s <= 0.0:
+        return not_measured(f"empty window ({window_s:.6f} s)", max(window_s, 0.0), source)
+    if window_s < min_window_s:
+        return not_measured(
+            f"window {window_s:.3f} s is shorter than {period} ({min_window_s:.3f} s)", window_s, source
+        )
+    return None
+
+
 def counter_energy(
     series: Sequence[TelemetrySample],
     start_s: float,
@@ -132,15 +143,9 @@ def counter_energy(
         min_window_s: the counter's update period; a shorter window is not measured.
     """
     window_s = end_s - start_s
-    if window_s <= 0.0:
-        return not_measured(f"empty window ({window_s:.6f} s)", max(window_s, 0.0), source)
-    if window_s < min_window_s:
-        return not_measured(
-            f"window {window_s:.3f} s is shorter than the energy counter's update period "
-            f"({min_window_s:.3f} s)",
-            window_s,
-            source,
-        )
+    refused = _refuse_window(window_s, min_window_s, "the energy counter's update period", source)
+    if refused is not None:
+        return refused
     covered = _covering(series, start_s, end_s, lambda s: s.energy_j)
     if covered is None:
         return not_measured("energy samples do not cover the window (sampler not running?)", window_s, source)
@@ -184,15 +189,9 @@ def power_energy(
         min_window_s: the averaging period of the power readings; a shorter window is not measured.
     """
     window_s = end_s - start_s
-    if window_s <= 0.0:
-        return not_measured(f"empty window ({window_s:.6f} s)", max(window_s, 0.0), source)
-    if window_s < min_window_s:
-        return not_measured(
-            f"window {window_s:.3f} s is shorter than the power reading's averaging period "
-            f"({min_window_s:.3f} s)",
-            window_s,
-            source,
-        )
+    refused = _refuse_window(window_s, min_window_s, "the power reading's averaging period", source)
+    if refused is not None:
+        return refused
     covered = _covering(series, start_s, end_s, lambda s: s.power_w)
     if covered is None:
         return not_measured("power samples do not cover the window (sampler not running?)", window_s, source)
