@@ -309,9 +309,10 @@ def read_daemon_config(data: Any, source: str) -> DaemonConfig:
         grace_s=top.duration_s("shutdown_grace", 30.0, ge=0),
         source=source,
     )
-    if not config.store_url.startswith("sqlite:///"):
+    if not config.store_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise store.error(
-            "url", f"only sqlite:///PATH is supported in this version, got {config.store_url!r}"
+            "url",
+            f"only sqlite:///PATH or postgresql://... is supported in this version, got {config.store_url!r}",
         )
     for r in (http, store, devices, export, top):
         r.finish()

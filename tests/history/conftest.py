@@ -1,13 +1,20 @@
-"""Fixtures for the history store tests: a fresh store on disk, a settable clock, record builders."""
+"""Fixtures for the history store tests: a fresh store per backend, a settable clock, record builders.
+
+Every test that takes ``store``, ``store_url`` or ``open_test_store`` runs twice: on SQLite (a file in
+``tmp_path``) and on PostgreSQL (a fresh database in a throwaway cluster on 127.0.0.1, started once per
+session; the tests fail, never skip, when it cannot start).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.pg_server import PGServer, running_pg_server
 
-from benchd.history import SQLiteHistoryStore
+from benchd.history import SQLHistoryStore, open_store
 from benchd.records import (
     EnergyReport,
     LatencySummary,
@@ -37,16 +44,61 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PGServer]:
+    """A PostgreSQL cluster for the whole session."""
+    with running_pg_server() as server:
+        yield server
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "benchd.sqlite"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def store(db_path: Path, clock: FakeClock) -> Iterator[SQLiteHistoryStore]:
-    s = SQLiteHistoryStore(str(db_path), clock=clock)
-    yield s
-    s.close()
+def store_url(backend: str, db_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty store: a SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    server: PGServer = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
+@pytest.fixture
+def open_test_store(store_url: str, clock: FakeClock) -> Iterator[Callable[..., SQLHistoryStore]]:
+    """Open (another) store object on the test's database; all are closed at the end."""
+    opened: list[SQLHistoryStore] = []
+
+    def make(**options: Any) -> SQLHistoryStore:
+        options.setdefault("clock", clock)
+        options.setdefault("host", None)
+        s = open_store(store_url, **options)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_test_store: Callable[..., SQLHistoryStore]) -> SQLHistoryStore:
+    return open_test_store()
+
+
+def raw_rows(store: SQLHistoryStore, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run a read-only query (``?`` placeholders) on the store's own database; return its rows."""
+    with store._db.read() as conn:
+        return [tuple(r) for r in conn.execute(sql, tuple(args)).fetchall()]
 
 
 def _spec(

@@ -1,4 +1,7 @@
-"""Durability and concurrency: kill -9 loses nothing committed; readers run while the daemon writes."""
+"""Durability and concurrency: kill -9 loses nothing committed; readers run while the daemon writes.
+
+Both backends (see conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ import time
 from pathlib import Path
 
 import benchd
-from benchd.history import SQLiteHistoryStore
+from benchd.history import SQLHistoryStore
 from benchd.records import ModelVersion
 
 _WRITER = r"""
 import sys
-from benchd.history import SQLiteHistoryStore
+from benchd.history import open_store
 from benchd.records import ModelVersion, RunSpec, RunResult
 
-store = SQLiteHistoryStore(sys.argv[1])
+store = open_store(sys.argv[1])
 i = 0
 while True:
     spec = RunSpec(model="m", version=str(i), model_path="/x")
@@ -33,11 +36,10 @@ while True:
 """
 
 
-def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
-    db = tmp_path / "benchd.sqlite"
+def test_kill_9_mid_write_loses_nothing_committed(store_url: str, open_test_store) -> None:
     env = dict(os.environ, PYTHONPATH=str(Path(benchd.__file__).parent.parent))
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", _WRITER, store_url], stdout=subprocess.PIPE, env=env, text=True
     )
     last = -1
     assert proc.stdout is not None
@@ -49,7 +51,7 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
     proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
 
-    store = SQLiteHistoryStore(str(db))
+    store = open_test_store(clock=time.time)
     runs = store.list_runs(limit=10_000)
     done = {int(r.version) for r in runs if r.state == "ok"}
     assert set(range(last + 1)) <= done
@@ -59,15 +61,13 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
     assert len([r for r in runs if r.state == "running"]) <= 1
     store.recover_interrupted()
     assert store.list_runs(state="running") == []
-    store.close()
 
 
 def test_readers_in_other_threads_and_connections_see_commits_while_writing(
-    tmp_path: Path, make_spec, make_run_result
+    open_test_store, make_spec, make_run_result
 ) -> None:
-    db = tmp_path / "benchd.sqlite"
-    store = SQLiteHistoryStore(str(db))
-    reader = SQLiteHistoryStore(str(db))  # e.g. the CLI in another process
+    store = open_test_store(clock=time.time)
+    reader = open_test_store(clock=time.time)  # e.g. the CLI in another process
     stop = threading.Event()
     errors: list[BaseException] = []
     seen_counts: dict[int, list[int]] = {0: [], 1: []}
@@ -85,7 +85,7 @@ def test_readers_in_other_threads_and_connections_see_commits_while_writing(
         finally:
             stop.set()
 
-    def read(s: SQLiteHistoryStore, k: int) -> None:
+    def read(s: SQLHistoryStore, k: int) -> None:
         try:
             while not stop.is_set():
                 n = len(s.result_rows(model="resnet"))
@@ -113,11 +113,9 @@ def test_readers_in_other_threads_and_connections_see_commits_while_writing(
         assert counts and counts == sorted(counts) and counts[-1] <= 150
     assert len(reader.result_rows(model="resnet")) == 150
     assert time.monotonic() - t0 < 60
-    store.close()
-    reader.close()
 
 
-def test_connections_of_ended_threads_are_closed(store: SQLiteHistoryStore) -> None:
+def test_connections_of_ended_threads_are_closed(store: SQLHistoryStore) -> None:
     def use() -> None:
         store.list_models()
 

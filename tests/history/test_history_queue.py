@@ -1,19 +1,23 @@
-"""The persisted run queue: dedupe, priorities, atomic claims, finish/fail, crash recovery, counts."""
+"""The persisted run queue: dedupe, priorities, atomic claims, finish/fail, crash recovery, counts.
+
+Every test runs on SQLite and on PostgreSQL (see conftest.py); the fleet side (hardware classes, leases,
+take-over) is in test_history_fleet.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from pathlib import Path
+import time
 
 import pytest
 
-from benchd.history import HistoryStoreError, SQLiteHistoryStore, spec_key
+from benchd.history import HistoryStoreError, SQLHistoryStore, spec_key
 from benchd.records import ScenarioSettings
 
 
 def test_enqueue_dedupes_queued_running_and_finished_runs(
-    store: SQLiteHistoryStore, make_spec, make_run_result
+    store: SQLHistoryStore, make_spec, make_run_result
 ) -> None:
     spec = make_spec(version="1")
     first = store.enqueue_run(spec, reason="poll")
@@ -42,7 +46,7 @@ def test_spec_key_ignores_path_and_timeout_but_not_settings(make_spec) -> None:
     assert spec_key(a) != spec_key(dataclasses.replace(a, scenarios=(ScenarioSettings(min_duration_s=30.0),)))
 
 
-def test_claims_follow_priority_then_fifo_per_device(store: SQLiteHistoryStore, clock, make_spec) -> None:
+def test_claims_follow_priority_then_fifo_per_device(store: SQLHistoryStore, clock, make_spec) -> None:
     ids = {}
     for version, prio in [("cron-1", 0), ("poll-1", 10), ("hook-1", 20), ("poll-2", 10), ("cron-2", 0)]:
         ids[version] = store.enqueue_run(make_spec(version=version), priority=prio)
@@ -58,12 +62,12 @@ def test_claims_follow_priority_then_fifo_per_device(store: SQLiteHistoryStore, 
     assert store.claim_next_run("cuda:0").version == "gpu-1"
 
 
-def test_two_threads_on_two_store_objects_never_claim_the_same_run(db_path: Path, make_spec) -> None:
-    writer = SQLiteHistoryStore(str(db_path))
+def test_two_threads_on_two_store_objects_never_claim_the_same_run(open_test_store, make_spec) -> None:
+    writer = open_test_store(clock=time.time)
     n = 60
     for i in range(n):
         writer.enqueue_run(make_spec(version=str(i)))
-    stores = [writer, SQLiteHistoryStore(str(db_path))]
+    stores = [writer, open_test_store(clock=time.time)]
     claimed: list[list[int]] = [[], [], [], []]
     barrier = threading.Barrier(4)
 
@@ -80,12 +84,10 @@ def test_two_threads_on_two_store_objects_never_claim_the_same_run(db_path: Path
     every = [i for c in claimed for i in c]
     assert len(every) == n and len(set(every)) == n
     assert all(r.attempts == 1 for r in writer.list_runs(limit=n))
-    for s in stores:
-        s.close()
 
 
 def test_finish_run_stores_state_result_and_refuses_a_second_end(
-    store: SQLiteHistoryStore, make_spec, make_run_result
+    store: SQLHistoryStore, make_spec, make_run_result
 ) -> None:
     spec = make_spec()
     run_id = store.enqueue_run(spec)
@@ -106,7 +108,7 @@ def test_finish_run_stores_state_result_and_refuses_a_second_end(
         store.finish_run(store.enqueue_run(make_spec(version="2")), make_run_result(spec, outcome="great"))
 
 
-def test_fail_run_records_kind_and_message(store: SQLiteHistoryStore, make_spec) -> None:
+def test_fail_run_records_kind_and_message(store: SQLHistoryStore, make_spec) -> None:
     run_id = store.enqueue_run(make_spec())
     store.claim_next_run("cpu")
     store.fail_run(run_id, "timeout", "worker ran past 600 s", state="timeout")
@@ -121,30 +123,29 @@ def test_fail_run_records_kind_and_message(store: SQLiteHistoryStore, make_spec)
         store.fail_run(store.enqueue_run(make_spec(version="2")), "x", "y", state="running")
 
 
-def test_recover_interrupted_requeues_once_then_fails(db_path: Path, clock, make_spec) -> None:
-    store = SQLiteHistoryStore(str(db_path), clock=clock)
+def test_recover_interrupted_requeues_once_then_fails(open_test_store, make_spec) -> None:
+    store = open_test_store()
     run_id = store.enqueue_run(make_spec())
     other = store.enqueue_run(make_spec(version="2"))
     assert store.claim_next_run("cpu").id == run_id
     store.close()  # the daemon dies mid-run (nothing more is written)
 
-    store = SQLiteHistoryStore(str(db_path), clock=clock)
+    store = open_test_store()
     recovered = store.recover_interrupted(max_attempts=2)
     assert [(r.id, r.state, r.attempts) for r in recovered] == [(run_id, "queued", 1)]
     assert store.get_run(other).state == "queued"  # queued runs are untouched
     assert store.claim_next_run("cpu").id == run_id  # FIFO keeps its place
     store.close()
 
-    store = SQLiteHistoryStore(str(db_path), clock=clock)
+    store = open_test_store()
     recovered = store.recover_interrupted(max_attempts=2)
     assert [(r.id, r.state, r.error_kind, r.attempts) for r in recovered] == [
         (run_id, "failed", "interrupted", 2)
     ]
     assert store.recover_interrupted() == []
-    store.close()
 
 
-def test_list_runs_newest_first_with_filters(store: SQLiteHistoryStore, make_spec, make_run_result) -> None:
+def test_list_runs_newest_first_with_filters(store: SQLHistoryStore, make_spec, make_run_result) -> None:
     a1 = store.enqueue_run(make_spec(model="a", version="1"))
     b1 = store.enqueue_run(make_spec(model="b", version="1"))
     a2 = store.enqueue_run(make_spec(model="a", version="2"))
@@ -158,7 +159,7 @@ def test_list_runs_newest_first_with_filters(store: SQLiteHistoryStore, make_spe
 
 
 def test_run_counts_count_each_spec_scenario_by_outcome(
-    store: SQLiteHistoryStore, make_spec, make_run_result
+    store: SQLHistoryStore, make_spec, make_run_result
 ) -> None:
     two = make_spec(version="1", scenarios=("single_stream", "offline"))
     r1 = store.enqueue_run(two)

@@ -1,18 +1,18 @@
-"""Scenario results, raw latencies and verdicts in the SQLite history store."""
+"""Scenario results, raw latencies and verdicts in the history store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.history.conftest import raw_rows
 
-from benchd.history import SQLiteHistoryStore
+from benchd.history import SQLHistoryStore
 from benchd.records import MetricVerdict, ModelVersion, Verdict
 
 
-def _finish(store: SQLiteHistoryStore, spec, result, latencies=None) -> int:
+def _finish(store: SQLHistoryStore, spec, result, latencies=None) -> int:
     run_id = store.enqueue_run(spec, force=True)
     assert store.claim_next_run(spec.device).id == run_id
     store.finish_run(run_id, result, latencies)
@@ -20,7 +20,7 @@ def _finish(store: SQLiteHistoryStore, spec, result, latencies=None) -> int:
 
 
 def test_results_rows_carry_labels_and_summaries(
-    store: SQLiteHistoryStore, make_spec, make_scenario_result, make_run_result
+    store: SQLHistoryStore, make_spec, make_scenario_result, make_run_result
 ) -> None:
     spec = make_spec(scenarios=("single_stream", "offline"))
     results = (
@@ -37,16 +37,13 @@ def test_results_rows_carry_labels_and_summaries(
     assert len(store.result_rows(limit=1)) == 1
     assert store.result_rows(version="nope") == []
 
-    with sqlite3.connect(store.path) as conn:
-        row = conn.execute(
-            "SELECT p99_s, batch_size, throttled, valid, energy_per_sample_j FROM results "
-            "WHERE scenario = 'offline'"
-        ).fetchone()
+    sql = "SELECT p99_s, batch_size, throttled, valid, energy_per_sample_j FROM results WHERE scenario = ?"
+    row = raw_rows(store, sql, ("offline",))[0]
     assert row == (0.02, 8, 1, 1, 0.05)
 
 
 def test_latencies_roundtrip_from_npy_files_and_from_arrays(
-    store: SQLiteHistoryStore, tmp_path: Path, make_spec, make_scenario_result, make_run_result
+    store: SQLHistoryStore, tmp_path: Path, make_spec, make_scenario_result, make_run_result
 ) -> None:
     rng = np.random.default_rng(7)
     from_file = rng.integers(1_000_000, 9_000_000, size=5000, dtype=np.int64)
@@ -68,14 +65,13 @@ def test_latencies_roundtrip_from_npy_files_and_from_arrays(
     assert store.latencies(rows["server"]).size == 0  # missing file: summary kept, no samples
     assert store.get_run(run_id).state == "ok"
 
-    with sqlite3.connect(store.path) as conn:
-        size = conn.execute(
-            "SELECT LENGTH(data) FROM latencies WHERE result_id = ?", (rows["single_stream"],)
-        ).fetchone()
+    size = raw_rows(
+        store, "SELECT LENGTH(data) FROM latencies WHERE result_id = ?", (rows["single_stream"],)
+    )[0]
     assert size[0] < from_file.nbytes  # compressed
 
 
-def test_float_latencies_are_refused(store: SQLiteHistoryStore, make_spec, make_run_result) -> None:
+def test_float_latencies_are_refused(store: SQLHistoryStore, make_spec, make_run_result) -> None:
     spec = make_spec()
     run_id = store.enqueue_run(spec)
     store.claim_next_run("cpu")
@@ -85,7 +81,7 @@ def test_float_latencies_are_refused(store: SQLiteHistoryStore, make_spec, make_
 
 
 def test_latest_versions_orders_by_creation_time_and_needs_results(
-    store: SQLiteHistoryStore, clock, make_spec, make_run_result
+    store: SQLHistoryStore, clock, make_spec, make_run_result
 ) -> None:
     created = {"1": 100.0, "2": 200.0, "10": 300.0, "11": 400.0}
     for version, t in created.items():
@@ -134,7 +130,7 @@ def _verdict(
     )
 
 
-def test_verdicts_roundtrip_latest_per_series(store: SQLiteHistoryStore) -> None:
+def test_verdicts_roundtrip_latest_per_series(store: SQLHistoryStore) -> None:
     v2 = _verdict("2")
     first_id = store.save_verdict(v2, {"pairs": 10, "n": np.int64(5000), "interval": (0.98, 1.06), "t": 0.1})
     v3 = _verdict("3", state="regressed", decided=123.0)

@@ -1,4 +1,4 @@
-"""Schema migrations, versions and registry cursors of the SQLite history store."""
+"""Schema migrations, versions and registry cursors of the history store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,76 +6,88 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.history.conftest import raw_rows
+from tests.mlflow_server import free_port
 
 from benchd.errors import StoreError
-from benchd.history import HistoryStore, HistoryStoreError, SQLiteHistoryStore, open_store
+from benchd.history import HistoryStore, HistoryStoreError, SQLHistoryStore, SQLiteHistoryStore, open_store
 from benchd.history.schema import MIGRATIONS, current_version
 from benchd.records import ModelVersion
 
-
-def _tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
-        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+TABLES = ("schema_version", "versions", "cursors", "runs", "results", "latencies", "verdicts")
 
 
-def test_empty_file_is_migrated_to_the_latest_schema_and_reopens(db_path: Path, clock) -> None:
-    store = SQLiteHistoryStore(str(db_path), clock=clock)
+def _has_table(store: SQLHistoryStore, name: str) -> bool:
+    try:
+        raw_rows(store, f"SELECT COUNT(*) FROM {name}")
+    except HistoryStoreError:
+        return False
+    return True
+
+
+def _schema_version(store: SQLHistoryStore) -> int:
+    return int(raw_rows(store, "SELECT MAX(version) FROM schema_version")[0][0])
+
+
+def test_empty_database_is_migrated_to_the_latest_schema_and_reopens(open_test_store) -> None:
+    store = open_test_store()
     assert isinstance(store, HistoryStore)
     store.record_version(ModelVersion("resnet", "1", "local"))
+    assert all(_has_table(store, t) for t in TABLES)
+    assert _schema_version(store) == len(MIGRATIONS)
+    assert raw_rows(store, "SELECT COUNT(*) FROM schema_version")[0][0] == len(MIGRATIONS)
     store.close()
-    assert {"schema_version", "versions", "cursors", "runs", "results", "latencies", "verdicts"} <= _tables(
-        db_path
-    )
+    reopened = open_test_store()  # no migration runs twice
+    assert reopened.get_version("resnet", "1") is not None
+    assert raw_rows(reopened, "SELECT COUNT(*) FROM schema_version")[0][0] == len(MIGRATIONS)
+
+
+def test_sqlite_store_uses_wal(db_path: Path, clock) -> None:
+    SQLiteHistoryStore(str(db_path), clock=clock).close()
     with sqlite3.connect(db_path) as conn:
         assert current_version(conn) == len(MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
-    reopened = SQLiteHistoryStore(str(db_path), clock=clock)  # no migration runs twice
-    assert reopened.get_version("resnet", "1") is not None
-    reopened.close()
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
 
 
-def test_a_later_migration_applies_once_to_an_existing_store(db_path: Path, clock) -> None:
-    SQLiteHistoryStore(str(db_path), clock=clock).close()
+def test_a_later_migration_applies_once_to_an_existing_store(open_test_store) -> None:
+    open_test_store().close()
     calls = []
 
-    def v_next(conn: sqlite3.Connection) -> None:
+    def v_next(conn) -> None:
         calls.append(1)
-        conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
+        conn.execute("ALTER TABLE runs ADD COLUMN note REAL")
 
     migrations = (*MIGRATIONS, v_next)
-    SQLiteHistoryStore(str(db_path), clock=clock, migrations=migrations).close()
-    SQLiteHistoryStore(str(db_path), clock=clock, migrations=migrations).close()
+    open_test_store(migrations=migrations).close()
+    store = open_test_store(migrations=migrations)
     assert calls == [1]
-    with sqlite3.connect(db_path) as conn:
-        assert "note" in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-        assert current_version(conn) == len(MIGRATIONS) + 1
+    assert raw_rows(store, "SELECT COUNT(note) FROM runs") == [(0,)]
+    assert _schema_version(store) == len(MIGRATIONS) + 1
 
 
-def test_a_failing_migration_leaves_the_previous_version_intact(db_path: Path, clock) -> None:
-    SQLiteHistoryStore(str(db_path), clock=clock).close()
+def test_a_failing_migration_leaves_the_previous_version_intact(open_test_store) -> None:
+    open_test_store().close()
 
-    def broken(conn: sqlite3.Connection) -> None:
+    def broken(conn) -> None:
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         conn.execute("THIS IS NOT SQL")
 
     with pytest.raises(HistoryStoreError, match="migrate"):
-        SQLiteHistoryStore(str(db_path), clock=clock, migrations=(*MIGRATIONS, broken))
-    assert "half_done" not in _tables(db_path)
-    with sqlite3.connect(db_path) as conn:
-        assert current_version(conn) == len(MIGRATIONS)
+        open_test_store(migrations=(*MIGRATIONS, broken))
+    store = open_test_store()
+    assert not _has_table(store, "half_done")
+    assert _schema_version(store) == len(MIGRATIONS)
 
 
-def test_a_store_from_a_newer_benchd_is_refused_with_the_path(db_path: Path, clock) -> None:
-    SQLiteHistoryStore(str(db_path), clock=clock).close()
-    with sqlite3.connect(db_path) as conn:
+def test_a_store_from_a_newer_benchd_is_refused_with_the_path(open_test_store) -> None:
+    store = open_test_store()
+    with store._db.write() as conn:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 5,))
+    store.close()
     with pytest.raises(StoreError, match="newer") as info:
-        SQLiteHistoryStore(str(db_path), clock=clock)
-    assert info.value.path == str(db_path)
-    assert str(db_path) in str(info.value)
+        open_test_store()
+    assert info.value.path == store.path
+    assert store.path in str(info.value)
 
 
 def test_a_file_that_is_not_sqlite_raises_store_error(tmp_path: Path) -> None:
@@ -85,9 +97,7 @@ def test_a_file_that_is_not_sqlite_raises_store_error(tmp_path: Path) -> None:
         SQLiteHistoryStore(str(bad))
 
 
-def test_record_version_is_true_only_the_first_time_and_refreshes_path(
-    store: SQLiteHistoryStore, clock
-) -> None:
+def test_record_version_is_true_only_the_first_time_and_refreshes_path(store: SQLHistoryStore) -> None:
     mv = ModelVersion(
         "resnet",
         "1",
@@ -108,41 +118,55 @@ def test_record_version_is_true_only_the_first_time_and_refreshes_path(
     assert store.get_version("resnet", "9") is None
 
 
-def test_list_versions_and_models(store: SQLiteHistoryStore, clock, make_spec) -> None:
+def test_list_versions_and_models(store: SQLHistoryStore, clock, make_spec) -> None:
     for model, version in [("b-model", "1"), ("a-model", "2"), ("a-model", "1")]:
         store.record_version(ModelVersion(model, version, "local"))
         clock.advance(1)
+    store.record_version(ModelVersion("a-model", "0", "local"))  # same instant: insertion order breaks ties
     store.enqueue_run(make_spec(model="c-model"))  # a model known only from a run
-    assert [v.version for v in store.list_versions("a-model")] == ["2", "1"]  # first seen first
+    assert [v.version for v in store.list_versions("a-model")] == ["2", "1", "0"]  # first seen first
     assert [(v.model, v.version) for v in store.list_versions()] == [
         ("b-model", "1"),
         ("a-model", "2"),
         ("a-model", "1"),
+        ("a-model", "0"),
     ]
     assert store.list_models() == ["a-model", "b-model", "c-model"]
 
 
-def test_cursors_persist_across_reopen(db_path: Path, clock) -> None:
-    with SQLiteHistoryStore(str(db_path), clock=clock) as store:
+def test_cursors_persist_across_reopen(open_test_store) -> None:
+    with open_test_store() as store:
         assert store.get_cursor("prod", "resnet") is None
         store.set_cursor("prod", "resnet", "3")
         store.set_cursor("prod", "resnet", "4")
         store.set_cursor("other", "resnet", "1")
-    with SQLiteHistoryStore(str(db_path), clock=clock) as store:
+    with open_test_store() as store:
         assert store.get_cursor("prod", "resnet") == "4"
         assert store.get_cursor("other", "resnet") == "1"
 
 
-def test_open_store_accepts_sqlite_urls_and_refuses_others(tmp_path: Path) -> None:
+def test_open_store_picks_the_backend_by_url_and_refuses_others(tmp_path: Path, pg_server) -> None:
     path = tmp_path / "x" / "b.sqlite"
     store = open_store(f"sqlite:///{path}")  # sqlite:////abs/path
-    assert store.path == str(path)
+    assert store.path == str(path) and store.shared is False
     store.close()
+    url = pg_server.create_database()
+    pg = open_store(url + "?lease_s=7.5&pool_max=2", env={"BENCHD_HOST": "node-7"})
+    assert pg.shared is True and pg.lease_s == 7.5 and pg.host == "node-7"
+    assert type(pg).__name__ == "PostgresHistoryStore" and "lease_s" not in pg.path
+    pg.close()
     with pytest.raises(HistoryStoreError, match="sqlite"):
-        open_store("postgresql://user:secret@db/benchd")
+        open_store("mysql://user:secret@db/benchd")
 
 
-def test_a_closed_store_raises(store: SQLiteHistoryStore) -> None:
+def test_an_unreachable_postgresql_fails_fast_without_the_password() -> None:
+    url = f"postgresql://benchd:secret-pw@127.0.0.1:{free_port()}/benchd?connect_timeout_s=2"
+    with pytest.raises(HistoryStoreError, match="cannot connect") as info:
+        open_store(url)
+    assert "secret-pw" not in str(info.value) and "127.0.0.1" in info.value.path
+
+
+def test_a_closed_store_raises(store: SQLHistoryStore) -> None:
     store.close()
     with pytest.raises(HistoryStoreError, match="closed"):
         store.list_models()

@@ -1,8 +1,14 @@
 """The history store's interface and the records it hands out.
 
 :class:`HistoryStore` is the contract the scheduler, HTTP API, exporter and CLI program against; the SQLite
-implementation lives in :mod:`benchd.history.sqlite`, a PostgreSQL one can follow behind the same
-Protocol. Records are frozen dataclasses; ``*_unix_s`` fields are wall-clock seconds since the epoch.
+implementation lives in :mod:`benchd.history.sqlite`, the PostgreSQL one (shared by a fleet of hosts) in
+:mod:`benchd.history.postgres`. Records are frozen dataclasses; ``*_unix_s`` fields are wall-clock seconds
+since the epoch.
+
+Fleet queues: a run enqueued with a ``hardware_class`` is deduplicated per (model, version, spec, hardware
+class) instead of per device, and is claimed by any slot of that class. A claim made with an ``owner``
+holds a lease of ``lease_s`` seconds that :meth:`HistoryStore.heartbeat` extends; once it expires (the
+host died) the next claim of that class takes the run over, and the old owner can no longer finish it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,15 @@ RUN_STATES = (QUEUED, RUNNING, *TERMINAL_STATES)
 
 
 class HistoryStoreError(StoreError):
-    """A history store operation failed; ``path`` names the database file."""
+    """A history store operation failed; ``path`` names the database file (or the URL, password removed)."""
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         super().__init__(f"history store {path}: {message}")
+
+
+class LeaseLostError(HistoryStoreError):
+    """A run's lease expired and another owner took the run over; the old owner must drop its result."""
 
 
 def spec_key(spec: RunSpec) -> str:
@@ -58,7 +68,9 @@ class RunRecord:
     """One queued, running or finished run as the store knows it.
 
     ``state`` is one of :data:`RUN_STATES`; ``attempts`` counts claims (a crash mid-run re-queues it);
-    ``result`` is set once the run finished with a :class:`RunResult`.
+    ``result`` is set once the run finished with a :class:`RunResult`. ``hardware_class`` is set for fleet
+    runs (the class they are queued for); ``host`` names the host of the last claim (the one that ran it);
+    ``lease_owner``/``lease_expires_unix_s`` describe the lease of a claim made with an owner.
     """
 
     id: int
@@ -76,6 +88,10 @@ class RunRecord:
     error_kind: str | None = None
     error: str | None = None
     result: RunResult | None = None
+    hardware_class: str | None = None
+    host: str | None = None
+    lease_owner: str | None = None
+    lease_expires_unix_s: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -100,6 +116,10 @@ class RunRecord:
             "error": self.error,
             "spec": to_dict(self.spec),
             "result": to_dict(self.result) if self.result is not None else None,
+            "hardware_class": self.hardware_class,
+            "host": self.host,
+            "lease_owner": self.lease_owner,
+            "lease_expires_unix_s": self.lease_expires_unix_s,
         }
 
 
@@ -142,10 +162,14 @@ class HistoryStore(CursorStore, Protocol):
     """Everything benchd records: versions seen, the run queue, results, raw latencies, verdicts.
 
     Implementations are thread-safe and commit every state change before returning, so a killed daemon
-    loses nothing it was told about.
+    loses nothing it was told about. ``shared`` is True for a store several hosts use at once (PostgreSQL):
+    the daemon then queues and claims per hardware class, with leases of ``lease_s`` seconds.
     """
 
     path: str
+    shared: bool
+    lease_s: float
+    host: str | None
 
     def close(self) -> None:
         """Close every connection."""
@@ -163,20 +187,49 @@ class HistoryStore(CursorStore, Protocol):
         """Return the names of all models with versions or runs, sorted."""
 
     def enqueue_run(
-        self, spec: RunSpec, *, priority: int = 0, reason: str = "", force: bool = False
+        self,
+        spec: RunSpec,
+        *,
+        priority: int = 0,
+        reason: str = "",
+        force: bool = False,
+        hardware_class: str | None = None,
     ) -> int | None:
-        """Queue a run; None when deduplicated."""
+        """Queue a run (per hardware class when given, else per device); None when deduplicated."""
 
-    def claim_next_run(self, device: str) -> RunRecord | None:
-        """Atomically take the next queued run for a device and mark it running."""
+    def claim_next_run(
+        self,
+        device: str,
+        *,
+        hardware_class: str | None = None,
+        owner: str | None = None,
+        max_attempts: int = 2,
+    ) -> RunRecord | None:
+        """Atomically take the next run for a device (or hardware class) and mark it running.
+
+        With an ``owner`` the claim holds a lease, and runs of expired leases are taken over.
+        """
+
+    def heartbeat(self, run_id: int, owner: str) -> bool:
+        """Extend the lease ``owner`` holds on a running run; False when the lease was lost."""
 
     def finish_run(
-        self, run_id: int, result: RunResult, latencies: Mapping[int, np.ndarray] | None = None
+        self,
+        run_id: int,
+        result: RunResult,
+        latencies: Mapping[int, np.ndarray] | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         """Record a finished run, its scenario results and raw latencies."""
 
-    def fail_run(self, run_id: int, kind: str, message: str, state: str = "failed") -> None:
+    def fail_run(
+        self, run_id: int, kind: str, message: str, state: str = "failed", *, owner: str | None = None
+    ) -> None:
         """Record a run that ended without a result."""
+
+    def requeue_run(self, run_id: int, *, owner: str | None = None) -> None:
+        """Put a running run back in the queue (its host is stopping)."""
 
     def recover_interrupted(self, max_attempts: int = 2) -> list[RunRecord]:
         """Re-queue (or fail) runs a crash left running."""
@@ -189,11 +242,11 @@ class HistoryStore(CursorStore, Protocol):
     ) -> list[RunRecord]:
         """Return runs, newest first."""
 
-    def queue_depth(self, device: str | None = None) -> int:
+    def queue_depth(self, device: str | None = None, hardware_class: str | None = None) -> int:
         """Return the number of queued runs."""
 
-    def run_counts(self) -> dict[tuple[str, str, str], int]:
-        """Return finished-run counts by (model, scenario, outcome)."""
+    def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
+        """Return finished-run counts by (model, scenario, outcome), of one host's runs when given."""
 
     def results_for_run(self, run_id: int) -> list[ScenarioResult]:
         """Return a run's scenario results in their original order."""
@@ -204,6 +257,9 @@ class HistoryStore(CursorStore, Protocol):
         version: str | None = None,
         scenario: str | None = None,
         limit: int | None = None,
+        *,
+        hardware_class: str | None = None,
+        host: str | None = None,
     ) -> list[ResultRow]:
         """Return stored results, newest first."""
 
@@ -213,11 +269,18 @@ class HistoryStore(CursorStore, Protocol):
     def latest_versions(self, model: str, k: int) -> list[str]:
         """Return the newest k versions of a model that have results, newest first."""
 
-    def save_verdict(self, verdict: Verdict, inputs: Mapping[str, Any]) -> int:
-        """Store a verdict with its inputs; returns its id."""
+    def save_verdict(
+        self,
+        verdict: Verdict,
+        inputs: Mapping[str, Any],
+        *,
+        hardware_class: str | None = None,
+        host: str | None = None,
+    ) -> int:
+        """Store a verdict with its inputs (filed under a hardware class and host); returns its id."""
 
-    def latest_verdicts(self, model: str | None = None) -> list[Verdict]:
-        """Return the latest verdict per (model, scenario, batch size, device)."""
+    def latest_verdicts(self, model: str | None = None, *, host: str | None = None) -> list[Verdict]:
+        """Return the latest verdict per (model, scenario, batch size, device, hardware class)."""
 
     def verdict_for(
         self,

@@ -14,7 +14,8 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from benchd.history.base import HistoryStoreError
 from benchd.history.schema import MIGRATIONS, Migration, migrate
@@ -26,8 +27,13 @@ class Connections:
     """A connection per thread to one SQLite file, created on first use and closed together.
 
     Connections of threads that have ended are closed the next time a new thread opens one, so a
-    thread-per-request HTTP server does not leak file handles.
+    thread-per-request HTTP server does not leak file handles. ``BEGIN IMMEDIATE`` serialises writers, so
+    :meth:`lock` and the row-lock suffixes (``for_update``, ``skip_locked``) are no-ops here.
     """
+
+    dialect = "sqlite"
+    for_update = ""
+    skip_locked = ""
 
     def __init__(
         self, path: str, *, busy_timeout_s: float = 30.0, migrations: tuple[Migration, ...] = MIGRATIONS
@@ -116,6 +122,14 @@ class Connections:
                 yield conn
             finally:
                 conn.execute("COMMIT")
+
+    def insert(self, conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int | None:
+        """Run an INSERT (maybe ``ON CONFLICT DO NOTHING``); return the new row's id, None when skipped."""
+        cur = conn.execute(sql, tuple(args))
+        return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
+
+    def lock(self, conn: sqlite3.Connection, key: str) -> None:
+        """Serialise writers on ``key`` until commit: nothing to do, ``BEGIN IMMEDIATE`` already does."""
 
     @contextlib.contextmanager
     def errors(self, what: str) -> Iterator[None]:

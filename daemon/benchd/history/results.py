@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,13 +11,14 @@ from typing import Any
 import numpy as np
 
 from benchd.history.base import HistoryStoreError, ResultRow, VerdictRow, decode_json
-from benchd.history.connection import Connections
+from benchd.history.database import Database, SQLConnection
 from benchd.records import RunResult, ScenarioResult, Verdict, to_dict
 
 logger = logging.getLogger(__name__)
 
 CODEC = "zlib-int64le"
 _RESULT_COLUMNS = "id, run_id, model, version, device, hardware_class, ended_unix_s, result_json"
+_ROW_FILTERS = ("model", "version", "scenario", "hardware_class")
 
 
 def encode_latencies(values: np.ndarray) -> bytes:
@@ -61,7 +61,8 @@ def load_latencies(result: RunResult, given: Mapping[int, np.ndarray] | None) ->
 
 
 def insert_results(
-    conn: sqlite3.Connection,
+    db: Database,
+    conn: SQLConnection,
     run_id: int,
     model: str,
     version: str,
@@ -76,7 +77,8 @@ def insert_results(
         lat = sr.latency
         throttled = bool(sr.telemetry.throttled) if sr.telemetry else False
         eps = sr.energy.energy_per_sample_j if sr.energy else None
-        cur = conn.execute(
+        result_id = db.insert(
+            conn,
             "INSERT INTO results (run_id, idx, model, version, scenario, batch_size, device, hardware_class, "
             "p50_s, p90_s, p95_s, p99_s, p999_s, throughput_qps, throughput_sps, energy_per_sample_j, valid, "
             "throttled, ended_unix_s, result_json) "
@@ -108,7 +110,7 @@ def insert_results(
             count, blob = blobs[i]
             conn.execute(
                 "INSERT INTO latencies (result_id, count, codec, data) VALUES (?, ?, ?, ?)",
-                (cur.lastrowid, count, CODEC, blob),
+                (result_id, count, CODEC, blob),
             )
 
 
@@ -117,10 +119,12 @@ def _verdict_from_json(text: str) -> Verdict:
 
 
 class ResultsMixin:
-    """Result, latency and verdict methods of the SQLite store (needs ``_db`` and ``_clock``)."""
+    """Result, latency and verdict methods of the SQL stores (needs ``_db``, ``_clock`` and ``host``)."""
 
-    _db: Connections
+    _db: Database
     _clock: Callable[[], float]
+    host: str | None
+    shared: bool
 
     def results_for_run(self, run_id: int) -> list[ScenarioResult]:
         """Return a run's scenario results in the order the run reported them."""
@@ -136,16 +140,23 @@ class ResultsMixin:
         version: str | None = None,
         scenario: str | None = None,
         limit: int | None = None,
+        *,
+        hardware_class: str | None = None,
+        host: str | None = None,
     ) -> list[ResultRow]:
-        """Return stored results, newest first, optionally filtered; ``limit`` None means all."""
-        used = {
-            k: v
-            for k, v in {"model": model, "version": version, "scenario": scenario}.items()
-            if v is not None
-        }
-        where = ("WHERE " + " AND ".join(f"{k} = ?" for k in used)) if used else ""
-        sql = f"SELECT {_RESULT_COLUMNS} FROM results {where} ORDER BY id DESC"
+        """Return stored results, newest first, optionally filtered; ``limit`` None means all.
+
+        ``hardware_class`` keeps the results measured on that class; ``host`` those of runs that host ran.
+        """
+        values = (model, version, scenario, hardware_class)
+        used = {k: v for k, v in zip(_ROW_FILTERS, values, strict=True) if v is not None}
+        clauses = [f"{k} = ?" for k in used]
         args: tuple[Any, ...] = tuple(used.values())
+        if host is not None:
+            clauses.append("run_id IN (SELECT id FROM runs WHERE host = ?)")
+            args += (host,)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT {_RESULT_COLUMNS} FROM results {where} ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args += (int(limit),)
@@ -189,45 +200,71 @@ class ResultsMixin:
         with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT r.version, MIN(r.id), "
-                "COALESCE(v.created_unix_s, v.first_seen_unix_s, MIN(r.ended_unix_s)) AS t "
+                "COALESCE(MAX(v.created_unix_s), MAX(v.first_seen_unix_s), MIN(r.ended_unix_s)) AS t "
                 "FROM results r LEFT JOIN versions v ON v.model = r.model AND v.version = r.version "
                 "WHERE r.model = ? GROUP BY r.version ORDER BY t DESC, MIN(r.id) DESC LIMIT ?",
                 (model, int(k)),
             ).fetchall()
         return [r[0] for r in rows]
 
-    def save_verdict(self, verdict: Verdict, inputs: Mapping[str, Any]) -> int:
-        """Store a verdict and the inputs it was decided from (pairs, n, interval, m, t); return its id."""
-        decided = verdict.decided_unix_s or self._clock()
-        with self._db.write() as conn:
-            cur = conn.execute(
-                "INSERT INTO verdicts (model, candidate_version, baseline_version, scenario, batch_size, "
-                "device, "
-                "state, decided_unix_s, verdict_json, inputs_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    verdict.model,
-                    verdict.candidate_version,
-                    verdict.baseline_version,
-                    verdict.scenario,
-                    verdict.batch_size,
-                    verdict.device,
-                    verdict.state,
-                    decided,
-                    json.dumps(to_dict(verdict)),
-                    json.dumps(dict(inputs), default=_json_default),
-                ),
-            )
-            return int(cur.lastrowid or 0)
+    def save_verdict(
+        self,
+        verdict: Verdict,
+        inputs: Mapping[str, Any],
+        *,
+        hardware_class: str | None = None,
+        host: str | None = None,
+    ) -> int:
+        """Store a verdict and the inputs it was decided from (pairs, n, interval, m, t); return its id.
 
-    def latest_verdicts(self, model: str | None = None) -> list[Verdict]:
-        """Return the latest verdict per (model, scenario, batch size, device), sorted by those keys."""
-        where = "WHERE model = ?" if model is not None else ""
-        args: tuple[Any, ...] = (model,) if model is not None else ()
+        The verdict is filed under ``hardware_class`` (default: ``inputs["hardware_class"]``; in a shared
+        store, else the class of the candidate's newest matching result on this host) and ``host``
+        (default: this store's host), so fleet hosts keep one verdict series per hardware class.
+        """
+        decided = verdict.decided_unix_s or self._clock()
+        host = host if host is not None else self.host
+        with self._db.write() as conn:
+            if hardware_class is None:
+                hardware_class = inputs.get("hardware_class")
+            if hardware_class is None and self.shared:
+                hardware_class = _candidate_class(conn, verdict, host)
+            return int(
+                self._db.insert(
+                    conn,
+                    "INSERT INTO verdicts (model, candidate_version, baseline_version, scenario, batch_size, "
+                    "device, state, decided_unix_s, verdict_json, inputs_json, hardware_class, host) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        verdict.model,
+                        verdict.candidate_version,
+                        verdict.baseline_version,
+                        verdict.scenario,
+                        verdict.batch_size,
+                        verdict.device,
+                        verdict.state,
+                        decided,
+                        json.dumps(to_dict(verdict)),
+                        json.dumps(dict(inputs), default=_json_default),
+                        hardware_class,
+                        host,
+                    ),
+                )
+                or 0
+            )
+
+    def latest_verdicts(self, model: str | None = None, *, host: str | None = None) -> list[Verdict]:
+        """Return the latest verdict per (model, scenario, batch size, device, hardware class), sorted.
+
+        With ``host``, only the verdicts that host decided (a fleet host exports its own).
+        """
+        used = {k: v for k, v in {"model": model, "host": host}.items() if v is not None}
+        where = ("WHERE " + " AND ".join(f"{k} = ?" for k in used)) if used else ""
         with self._db.read() as conn:
             rows = conn.execute(
                 f"SELECT verdict_json FROM verdicts WHERE id IN (SELECT MAX(id) FROM verdicts {where} "
-                "GROUP BY model, scenario, batch_size, device) ORDER BY model, scenario, batch_size, device",
-                args,
+                "GROUP BY model, scenario, batch_size, device, hardware_class) "
+                "ORDER BY model, scenario, batch_size, device, hardware_class",
+                tuple(used.values()),
             ).fetchall()
         return [_verdict_from_json(r[0]) for r in rows]
 
@@ -268,6 +305,26 @@ class ResultsMixin:
                 (*used.values(), int(limit)),
             ).fetchall()
         return [VerdictRow(id=r[0], verdict=_verdict_from_json(r[1]), inputs=json.loads(r[2])) for r in rows]
+
+
+def _candidate_class(conn: SQLConnection, verdict: Verdict, host: str | None) -> str | None:
+    """Return the hardware class of the candidate's newest result in the verdict's series (on ``host``)."""
+    sql = (
+        "SELECT hardware_class FROM results WHERE model = ? AND version = ? AND scenario = ? AND "
+        "batch_size = ? AND device = ?"
+    )
+    args: tuple[Any, ...] = (
+        verdict.model,
+        verdict.candidate_version,
+        verdict.scenario,
+        verdict.batch_size,
+        verdict.device,
+    )
+    if host is not None:
+        sql += " AND run_id IN (SELECT id FROM runs WHERE host = ?)"
+        args += (host,)
+    row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+    return row[0] if row else None
 
 
 def _json_default(value: Any) -> Any:

@@ -1,8 +1,12 @@
-"""The SQLite schema as an ordered list of migrations, and the function that applies them.
+"""The schema as an ordered list of migrations, and the function that applies them to SQLite.
 
 Each migration moves the database from version ``i`` to ``i + 1`` (the list index plus one) inside one
 transaction, together with the ``schema_version`` row, so a crash mid-migration leaves the previous
 version intact. Never edit a released migration: append a new one.
+
+Migrations are written once, in SQLite's dialect, and shared by both backends: on PostgreSQL the
+connection adapter (:mod:`benchd.history.pg_connection`) translates types (``REAL``, ``BLOB``,
+``AUTOINCREMENT``) and placeholders, and :func:`benchd.history.pg_connection.migrate_postgres` applies them.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+
+class SQLConnection(Protocol):
+    """What migrations and the shared store code use of a connection: ``execute`` with ``?`` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any:
+        """Run one statement; return a cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
+
 
 logger = logging.getLogger(__name__)
 
-Migration = Callable[[sqlite3.Connection], None]
+Migration = Callable[[Any], None]
 
 
-def _v1_initial(conn: sqlite3.Connection) -> None:
+def _v1_initial(conn: SQLConnection) -> None:
     """Create the first schema: versions, cursors, runs, results, latencies, verdicts."""
     _run_script(
         conn,
@@ -106,7 +119,33 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
+def _v2_fleet(conn: SQLConnection) -> None:
+    """Fleet queues: hardware class, host and lease columns on runs; hardware class and host on verdicts.
+
+    The partial unique indexes are the store's dedupe keys for runs that are queued or running: per
+    hardware class for fleet runs, per device otherwise, so concurrent enqueues from many hosts collapse.
+    """
+    _run_script(
+        conn,
+        """
+        ALTER TABLE runs ADD COLUMN hardware_class TEXT;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+        ALTER TABLE runs ADD COLUMN lease_expires_unix_s REAL;
+        CREATE INDEX runs_class_queue ON runs (state, hardware_class, priority DESC, id);
+        CREATE INDEX runs_host ON runs (host, id);
+        CREATE UNIQUE INDEX runs_active_per_class ON runs (model, version, spec_key, hardware_class)
+            WHERE state IN ('queued', 'running') AND hardware_class IS NOT NULL;
+        CREATE UNIQUE INDEX runs_active_per_device ON runs (model, version, spec_key, device)
+            WHERE state IN ('queued', 'running') AND hardware_class IS NULL;
+        ALTER TABLE verdicts ADD COLUMN hardware_class TEXT;
+        ALTER TABLE verdicts ADD COLUMN host TEXT;
+        CREATE INDEX verdicts_class ON verdicts (model, scenario, batch_size, device, hardware_class, id);
+        """,
+    )
+
+
+def _run_script(conn: SQLConnection, script: str) -> None:
     """Run ';'-separated statements inside the caller's transaction (``executescript`` would commit)."""
     for statement in script.split(";"):
         if statement.strip():
@@ -114,7 +153,7 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
 
 
 #: The migrations in order; ``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_fleet)
 
 
 def current_version(conn: sqlite3.Connection) -> int:
