@@ -93,7 +93,7 @@ class DaemonProcess:
             start_new_session=True,
         )
         wait_until(lambda: self._ready() or self._died(), ready_timeout_s, "the daemon to be ready")
-        assert self.proc.poll() is None, f"daemon exited early:\n{self.log()}"
+        assert self.proc.poll() is None, f"daemon exited early:\n{self.log()[-6000:]}"
         return self
 
     def _ready(self) -> bool:
@@ -106,7 +106,8 @@ class DaemonProcess:
         return self.proc is not None and self.proc.poll() is not None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """Everything the daemon logged (across restarts)."""
+        return self.log_path.read_text(errors="replace")
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
