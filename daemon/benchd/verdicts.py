@@ -122,7 +122,7 @@ def decide_for_run(app: BenchdApp, record: Any, result: RunResult, cancel: threa
             app.config.verdict.mode,
         )
         if app.config.verdict.mode == "history":
-            _decide_history(app, mv, base, scenario_result)
+            _decide_history(app, mv, base, scenario_result, hardware_class)
         else:
             _decide_batch(app, record, mv, base, scenario_result, cancel)
 
@@ -171,13 +171,19 @@ def _decide_batch(
         )
         return
     verdict = dataclasses.replace(outcome.verdict, device=r.device)  # the slot's label, as on the results
-    app.store.save_verdict(verdict, outcome.inputs)
+    app.store.save_verdict(
+        verdict, {**outcome.inputs, "hardware_class": app.fingerprint(r.device).get("hardware_class")}
+    )
     _log(verdict)
 
 
-def _decide_history(app: BenchdApp, mv: ModelVersion, base: ModelVersion, r: ScenarioResult) -> None:
+def _decide_history(
+    app: BenchdApp, mv: ModelVersion, base: ModelVersion, r: ScenarioResult, hardware_class: str
+) -> None:
     def runs(version: str) -> list[Any]:
-        rows = app.store.result_rows(model=mv.model, version=version, scenario=r.scenario)
+        rows = app.store.result_rows(
+            model=mv.model, version=version, scenario=r.scenario, hardware_class=hardware_class or None
+        )  # never across classes
         return [
             app.store.latencies(row.id) * 1e-9
             for row in rows
@@ -199,7 +205,8 @@ def _decide_history(app: BenchdApp, mv: ModelVersion, base: ModelVersion, r: Sce
         device=r.device,
         decided_unix_s=time.time(),
     )
-    app.store.save_verdict(verdict, {"method": "history", "threshold": cfg.threshold})
+    inputs = {"method": "history", "threshold": cfg.threshold, "hardware_class": hardware_class}
+    app.store.save_verdict(verdict, inputs)
     _log(verdict)
 
 

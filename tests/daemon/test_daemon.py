@@ -237,3 +237,17 @@ def test_sigterm_interrupts_a_long_run_after_the_grace_period(daemon_factory, zo
     d.start()
     runs = d.runs()
     assert runs[0]["state"] == "interrupted" and runs[0]["error_kind"] == "interrupted"
+
+
+def test_history_mode_verdicts_say_they_are_weaker(daemon_factory, zoo):
+    d = daemon_factory({"verdict": {"mode": "history"}}).start()
+    publish(d, zoo["mlp"], "mlp", "1")
+    d.wait_runs(lambda rs: rs and rs[0]["state"] in TERMINAL, 120, "v1's run")
+    publish(d, zoo["mlp"], "mlp", "2")
+    run2 = d.wait_runs(lambda rs: len(rs) == 2 and rs[0]["state"] in TERMINAL, 120, "v2's run")[0]
+    verdicts = wait_until(lambda: d.get(f"/api/v1/runs/{run2['id']}")[1]["verdicts"], 60, "v2's verdict")
+    (verdict,) = verdicts
+    assert verdict["method"] == "history" and verdict["weaker"] is True
+    assert (verdict["candidate_version"], verdict["baseline_version"]) == ("2", "1")
+    # one stored run per side cannot decide: inconclusive, never a silent pass
+    assert {m["state"] for m in verdict["metrics"]} == {"inconclusive"}
