@@ -18,7 +18,7 @@ DATASOURCE_UID = "prometheus"
 """The one datasource uid every panel uses (grafana/provisioning/datasources/benchd.yml defines it)."""
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 TAGS = ["benchd"]
-SERIES = 'model="$model", scenario="$scenario", device="$device"'
+SERIES = 'model="$model", scenario="$scenario", device="$device", instance=~"$instance"'
 """Label matchers of the Model dashboard's variables."""
 
 

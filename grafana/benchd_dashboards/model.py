@@ -32,7 +32,16 @@ def build() -> dm.Dashboard:
     """Build the Model dashboard."""
     return (
         dashboard(UID, "benchd / Model", "One model on one scenario and device: latency, verdicts, energy.")
-        .with_variable(variable("model", "Model", "label_values(benchd_run_timestamp_seconds, model)"))
+        # Fleets: pick a hardware class (GPU model + driver major); the hidden instance variable then
+        # narrows every series to the hosts of that class, so versions compare on like hardware.
+        .with_variable(variable("hardware_class", "Hardware class",
+                                "label_values(benchd_device_info, hardware_class)"))
+        .with_variable(variable("instance", "Instance",
+                                "label_values(benchd_device_info"
+                                '{hardware_class="$hardware_class"}, instance)')
+                       .multi(True).include_all(True).hide(dm.VariableHide.HIDE_VARIABLE))
+        .with_variable(variable("model", "Model",
+                                'label_values(benchd_run_timestamp_seconds{instance=~"$instance"}, model)'))
         .with_variable(variable("scenario", "Scenario",
                                 'label_values(benchd_run_timestamp_seconds{model="$model"}, scenario)'))
         .with_variable(variable("device", "Device",

@@ -66,8 +66,16 @@ def panel_queries(dashboard: dict) -> list[PanelQuery]:
     for panel in _panels(dashboard):
         for target in panel.get("targets", []):
             if "expr" in target:
-                found.append(PanelQuery(dashboard["uid"], panel.get("title", ""), panel.get("type", ""),
-                                        target.get("refId", ""), target["expr"], bool(target.get("instant"))))
+                found.append(
+                    PanelQuery(
+                        dashboard["uid"],
+                        panel.get("title", ""),
+                        panel.get("type", ""),
+                        target.get("refId", ""),
+                        target["expr"],
+                        bool(target.get("instant")),
+                    )
+                )
     return found  # fmt: skip
 
 
@@ -77,8 +85,11 @@ def dashboard_variables(dashboard: dict) -> list[Variable]:
     for var in dashboard.get("templating", {}).get("list", []):
         if var.get("type") == "query":
             query = var["query"] if isinstance(var["query"], str) else var["query"].get("query", "")
-            found.append(Variable(dashboard["uid"], var["name"], query, bool(var.get("includeAll")),
-                                  var.get("allValue")))
+            found.append(
+                Variable(
+                    dashboard["uid"], var["name"], query, bool(var.get("includeAll")), var.get("allValue")
+                )
+            )
     return found  # fmt: skip
 
 

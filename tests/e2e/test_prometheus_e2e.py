@@ -100,5 +100,8 @@ def _variable_values(url, dashboard):
         selector, label = label_values_query(render_expr(var.query, values))
         found = api(url, f"/api/v1/label/{label}/values", **({"match[]": selector} if selector else {}))
         assert found, f"variable {var.name} of {var.dashboard_uid} has no values"
-        values[var.name] = var.all_value if var.include_all else sorted(found)[0]
+        if var.include_all:  # Grafana's All: the custom all value, else every value found as a regex
+            values[var.name] = var.all_value or "|".join(sorted(found))
+        else:
+            values[var.name] = sorted(found)[0]
     return values

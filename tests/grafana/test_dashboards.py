@@ -26,7 +26,13 @@ from benchd.metrics import names
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "tests" / "fixtures" / "grafana-dashboard.schema.json"
 PROVISIONING = REPO / "grafana" / "provisioning"
-VARIABLE_VALUES = {"model": "resnet50", "scenario": "server", "device": "cuda:0", "instance": ".*"}
+VARIABLE_VALUES = {
+    "model": "resnet50",
+    "scenario": "server",
+    "device": "cuda:0",
+    "instance": ".*",
+    "hardware_class": "nvidia-h200-drv570",
+}
 PROMETHEUS_METRICS = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 
@@ -94,7 +100,13 @@ def test_dashboards_have_the_panels_the_issue_asks_for() -> None:
     heatmap = next(p for p in d["model"]["panels"] if p["type"] == "heatmap")
     assert "benchd_query_latency_seconds_bucket" in heatmap["targets"][0]["expr"]
     assert heatmap["targets"][0]["format"] == "heatmap"
-    assert [v.name for v in dashboard_variables(d["model"])] == ["model", "scenario", "device"]
+    assert [v.name for v in dashboard_variables(d["model"])] == [
+        "hardware_class",
+        "instance",
+        "model",
+        "scenario",
+        "device",
+    ]
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -141,7 +153,7 @@ def test_render_expr_substitutes_variables_and_builtins() -> None:
         'sum(increase(x{model="m", d="cuda:0"}[1m])) and y[1h]'
     )
     with pytest.raises(KeyError):
-        render_expr("x{a=\"$missing\"}", {})
+        render_expr('x{a="$missing"}', {})
     assert label_values_query('label_values(up{job="x"}, instance)') == ('up{job="x"}', "instance")
     assert label_values_query("label_values(model)") == (None, "model")
 
