@@ -5,7 +5,8 @@ Routes (all JSON; errors are ``{"error": ..., "reason": ...}``):
 - ``GET /healthz``: 200 while the daemon runs.
 - ``GET /readyz``: 200 once the store is open and every registry was polled once; 503 before.
 - ``GET /api/v1/runs?model=&state=&limit=``: recent runs, newest first.
-- ``GET /api/v1/runs/{id}``: one run, with the verdicts of its version once decided.
+- ``GET /api/v1/runs/{id}``: one run, with the verdicts of its version once decided
+  (``verdicts_pending`` is true while the run has ended but its verdict is still being decided).
 - ``POST /api/v1/runs`` (``Authorization: Bearer <token>``): ``{"model", "version", "baseline"?, "force"?}``
   queues a run of a version a registry knows; 202 ``{"run_id"}``.
 - ``POST /api/v1/hooks/mlflow[?registry=NAME]``: an MLflow webhook delivery (HMAC-verified); it only makes
@@ -55,6 +56,7 @@ class API:
         enqueue: EnqueueFn,
         find_version: Callable[[str, str], ModelVersion | None],
         is_ready: Callable[[], bool],
+        is_busy: Callable[[int], bool] = lambda run_id: False,
     ) -> None:
         self.config = config
         self.store = store
@@ -62,6 +64,7 @@ class API:
         self.enqueue = enqueue
         self.find_version = find_version
         self.is_ready = is_ready
+        self.is_busy = is_busy
         self.replays = ReplayGuard()
         self.started_unix_s = time.time()
 
@@ -118,6 +121,11 @@ class API:
             ]
             if record.state in TERMINAL
             else []
+        )
+        body["verdicts_pending"] = (
+            record.state in ("ok", "invalid")
+            and self.config.verdict.mode != "off"
+            and self.is_busy(record.id)
         )
         return body
 

@@ -75,7 +75,9 @@ class BenchdApp:
             for name, w in self.watchers.items()
         }
         self.scheduler = Scheduler(jobs, config.champion_cron, self.rerun_champions)
-        self.api = API(config, self.store, self.scheduler, self.enqueue, self.find_version, self.ready)
+        self.api = API(
+            config, self.store, self.scheduler, self.enqueue, self.find_version, self.ready, self.is_busy
+        )
         self.http = HTTPService(
             config.http_host,
             config.http_port,
@@ -240,6 +242,10 @@ class BenchdApp:
                 except Exception as e:  # champion lookup is decoration: keep exporting
                     logger.debug("champion of %s unknown: %s", model, e)
         self.results_cache.update(self.snapshots.build())
+
+    def is_busy(self, run_id: int) -> bool:
+        """True while a slot still works on ``run_id`` (its run or the verdict after it)."""
+        return any(worker.current == run_id for worker in self.workers)
 
     def ready(self) -> bool:
         """Ready once started and every registry was polled once."""

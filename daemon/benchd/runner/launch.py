@@ -31,14 +31,16 @@ _KILL_GRACE_S = 3.0
 _STDERR_TAIL_BYTES = 4000
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
+    """The name of signal ``number`` (``SIGSEGV``), or ``signal N``."""
     try:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
 
 
-def _stderr_tail(path: Path) -> str:
+def stderr_tail(path: Path) -> str:
+    """The last few kB a worker wrote to its log (shown when it died without a result)."""
     try:
         data = path.read_bytes()[-_STDERR_TAIL_BYTES:]
     except OSError:
@@ -46,7 +48,7 @@ def _stderr_tail(path: Path) -> str:
     return data.decode("utf-8", "replace").strip()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the worker's process group, then SIGKILL what is left after a short grace."""
     for sig, wait_s in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 5.0)):
         try:
@@ -70,7 +72,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _read_events(stream: Any, on_event: EventHandler | None) -> None:
+def read_events(stream: Any, on_event: EventHandler | None) -> None:
+    """Hand each JSON line the worker writes to ``on_event`` until it closes stdout."""
     for line in iter(stream.readline, b""):
         try:
             event = json.loads(line)
@@ -83,6 +86,33 @@ def _read_events(stream: Any, on_event: EventHandler | None) -> None:
                 logger.exception("progress handler failed")
 
 
+def start_worker(
+    module: str,
+    args: list[str],
+    out_dir: Path,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m module args`` as a worker: its own session, stdout piped, stderr to worker.log.
+
+    The worker gets SIGKILL if the daemon dies, and its pid is written to ``out_dir/worker.pid`` so a
+    restarted daemon can reap one that outlived it anyway.
+    """
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with (out_dir / "worker.log").open("wb") as err:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [python, "-m", module, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=full_env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only a prctl call before exec: safe with threads
+        )
+    (out_dir / "worker.pid").write_text(str(proc.pid))
+    return proc
+
+
 class WorkerProcess:
     """One running worker; :meth:`wait` returns its exit status, or None on timeout or cancel."""
 
@@ -92,18 +122,9 @@ class WorkerProcess:
         spec_path = out_dir / "spec.json"
         spec_path.write_text(json.dumps(to_dict(spec), indent=1))
         self.stderr_path = out_dir / "worker.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [python, "-m", "benchd.runner", str(spec_path), str(out_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                env=env,
-                start_new_session=True,
-            )
+        self.proc = start_worker("benchd.runner", [str(spec_path), str(out_dir)], out_dir, python)
         self.reader = threading.Thread(
-            target=_read_events, args=(self.proc.stdout, on_event), name="benchd-worker-events", daemon=True
+            target=read_events, args=(self.proc.stdout, on_event), name="benchd-worker-events", daemon=True
         )
         self.reader.start()
 
@@ -118,7 +139,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 pass
             if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
-                _kill_group(self.proc)
+                kill_group(self.proc)
                 self.reader.join(timeout=2.0)
                 return None
 
@@ -184,9 +205,9 @@ def run_spec(
         )
     result_path = out_dir / "result.json"
     if not result_path.is_file():
-        tail = _stderr_tail(worker.stderr_path)
+        tail = stderr_tail(worker.stderr_path)
         if code < 0:
-            message = f"the worker crashed with {_signal_name(-code)}"
+            message = f"the worker crashed with {signal_name(-code)}"
         else:
             message = f"the worker exited with status {code} without a result"
         return failed("failed", "worker_crashed", message + (f"; its last output:\n{tail}" if tail else ""))
