@@ -145,13 +145,14 @@ def test_min_effect_is_raised_to_the_baselines_trial_to_trial_noise():
     quiet = decide_metric("p99_latency", _drifting_scaled_batch(0.0, 1.10), final=True)
     assert quiet.min_effect == 0.05
     assert quiet.state == "regressed"
-    noisy_trials = _drifting_scaled_batch(0.15, 1.10)
+    noisy_trials = _drifting_scaled_batch(0.5, 1.10)
     noisy = decide_metric("p99_latency", noisy_trials, final=True)
     per_trial_p99 = [
         np.sort(t.latencies_s)[int(np.ceil(0.99 * 4000)) - 1] for t in noisy_trials if t.side == "baseline"
     ]
     cv = np.std(per_trial_p99, ddof=1) / np.mean(per_trial_p99)
-    assert noisy.min_effect == pytest.approx(cv) and noisy.min_effect > 0.15
+    # m is the noise the baseline's trials leave on the batch's mean: cv / sqrt(pairs)
+    assert noisy.min_effect == pytest.approx(cv / np.sqrt(10)) and noisy.min_effect > 0.15
     # Pairing still cancels the drift (a tight interval around 1.10), but 10% is below the noise: no verdict.
     assert 1.05 < noisy.ratio_low < noisy.ratio_high < 1.15
     assert noisy.state == "inconclusive"

@@ -170,9 +170,12 @@ def evaluate_metric(
     spread between pairs), so the interval errs wide: that is what keeps the verdict quiet on twins even
     when the runner decides again after every pair.
 
-    The smallest reportable change is ``m = max(thresholds.default_min_effect, cv)``, where ``cv`` is the
-    sample coefficient of variation (ddof=1) of the baseline's per-cluster values (per-trial P99, per-trial
-    throughput, ...): a change smaller than the baseline's own trial-to-trial noise is never reported.
+    The smallest reportable change is ``m = max(thresholds.default_min_effect, cv / sqrt(clusters))``,
+    where ``cv`` is the sample coefficient of variation (ddof=1) of the baseline's per-cluster values
+    (per-trial P99, per-trial throughput, ...): the noise the baseline's own trials leave on the batch's
+    estimate. A change smaller than that is never reported. (The single-trial ``cv`` itself would be too
+    strict: it includes the slow drift that pairing cancels, and on a shared CPU, where a trial's P99
+    varies 7-13%, it would make a 10% regression unreportable however many pairs run.)
 
     Raises:
         InsufficientDataError: the baseline's value is zero or not finite (no ratio exists).
@@ -198,7 +201,8 @@ def evaluate_metric(
         boots = boot_c / boot_b
     clusters = n_base if paired else min(n_base, n_cand)
     low, high = interval(boots, clusters)
-    min_effect = max(thresholds.default_min_effect, coefficient_of_variation(baseline.values))
+    noise = coefficient_of_variation(baseline.values) / math.sqrt(max(1, n_base))
+    min_effect = max(thresholds.default_min_effect, noise)
     higher = HIGHER_IS_BETTER[metric]
     state = None
     if clusters >= min_clusters:
