@@ -40,20 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchd.analysis import (
     DEFAULT_N_BOOT,
     METRICS,
     InsufficientDataError,
     Thresholds,
-    Trial,
-    decide,
-    pair_trials,
-    should_continue,
 )
+from benchd.comparison_batch import Batch
 from benchd.config import BenchConfig, VerdictConfig
-from benchd.loadgen.stats import percentile_s
 from benchd.records import ScenarioSettings, Verdict, to_dict
 from benchd.runner.launch import kill_group, read_events, signal_name, start_worker, stderr_tail
 
@@ -203,253 +197,6 @@ class ComparisonOutcome:
         return self.verdict is not None
 
 
-_STOP_WORDS = {
-    "decided": "every metric decided",
-    "max_pairs": "max_pairs reached",
-    "time_cap": "time cap reached",
-    "stop_file": "stopped by benchd",
-}
-
-
-class _Batch:
-    """The trials seen so far, the running decision, and the verdict's inputs."""
-
-    def __init__(
-        self,
-        plan: ComparisonPlan,
-        meter: Any,
-        host_fingerprint: dict[str, Any] | None,
-        meter_device: str | None,
-    ) -> None:
-        self.plan = plan
-        self.meter = meter
-        self.meter_device = meter_device
-        self.device = plan.device
-        self.fingerprint = dict(host_fingerprint or {})
-        self.trials: list[Trial] = []
-        self.records: list[dict[str, Any]] = []
-        self.throttled_pairs: set[int] = set()
-        self.decisions: list[dict[str, Any]] = []
-        self.pairs_done = 0
-        self.first_start_s: float | None = None
-        self.last_end_s = 0.0
-        self.stop_reason = ""
-        self.worker: dict[str, Any] = {}
-
-    @property
-    def elapsed_s(self) -> float:
-        """Benchmarking seconds from the first trial's start to the last trial's end."""
-        return 0.0 if self.first_start_s is None else max(0.0, self.last_end_s - self.first_start_s)
-
-    def add_event(self, event: dict[str, Any]) -> bool:
-        """Take one worker event; True when it completed a pair."""
-        kind = event.get("event")
-        if kind in ("loaded", "warmup") and event.get("device"):
-            self.device = str(event["device"])
-        if kind != "trial":
-            return False
-        latencies_ns = np.load(event["latencies_file"])
-        latencies_s = latencies_ns.astype(np.float64) * 1e-9
-        start, end = float(event["window_start_mono_s"]), float(event["window_end_mono_s"])
-        energy_j, throttled, reasons = self._measure(start, end, int(event["samples"]))
-        trial = Trial(
-            side=event["side"],
-            pair_index=int(event["pair_index"]),
-            latencies_s=latencies_s,
-            samples=int(event["samples"]),
-            duration_s=float(event["duration_s"]),
-            energy_j=energy_j,
-        )
-        self.trials.append(trial)
-        sorted_ns = np.sort(latencies_ns)
-        self.records.append(
-            {
-                "pair_index": trial.pair_index,
-                "side": trial.side,
-                "queries": len(latencies_s),
-                "samples": trial.samples,
-                "duration_s": trial.duration_s,
-                "p50_s": percentile_s(sorted_ns, 50.0) if len(sorted_ns) else None,
-                "p99_s": percentile_s(sorted_ns, 99.0) if len(sorted_ns) else None,
-                "energy_j": energy_j,
-                "throttled": throttled,
-                "throttle_reasons": reasons,
-                "latencies_file": event["latencies_file"],
-            }
-        )
-        if throttled:
-            self.throttled_pairs.add(trial.pair_index)
-        self.first_start_s = start if self.first_start_s is None else min(self.first_start_s, start)
-        self.last_end_s = max(self.last_end_s, end)
-        done = len(pair_trials(self.trials))
-        completed = done > self.pairs_done
-        self.pairs_done = done
-        return completed
-
-    def _measure(self, start: float, end: float, samples: int) -> tuple[float | None, bool, list[str]]:
-        if self.meter is None:
-            return None, False, []
-        device = self.meter_device or self.device
-        self._wait_for_sample_after(device, end)
-        try:
-            energy = self.meter.energy_for_window(device, start, end, samples)
-            telemetry = self.meter.telemetry_for_window(device, start, end)
-        except Exception:  # energy is a bonus: never lose a trial because a sensor failed
-            logger.exception("energy/telemetry of a comparison trial failed")
-            return None, False, []
-        energy_j = energy.energy_j if energy.measured else None
-        return energy_j, bool(telemetry.throttled), list(telemetry.throttle_reasons)
-
-    def _wait_for_sample_after(self, device: str, end_mono_s: float, limit_s: float = 0.5) -> None:
-        """Energy needs a sample after the window's end: wait (briefly) for the sampler thread's next one."""
-        samples = getattr(self.meter, "samples", None)
-        if samples is None:
-            return
-        give_up = time.monotonic() + limit_s
-        while time.monotonic() < give_up:
-            series = samples(device)
-            if not series or series[-1].t_mono_s >= end_mono_s:
-                return
-            time.sleep(0.01)
-
-    def decision_trials(self) -> tuple[list[Trial], bool]:
-        """The trials a decision uses: throttled pairs left out while ``min_pairs`` clean pairs remain."""
-        if not self.throttled_pairs:
-            return self.trials, False
-        clean = [t for t in self.trials if t.pair_index not in self.throttled_pairs]
-        if len(pair_trials(clean)) >= self.plan.min_pairs:
-            return clean, True
-        return self.trials, False
-
-    def decide(self, final: bool) -> Verdict:
-        """Decide every metric from the complete pairs so far.
-
-        Raises:
-            InsufficientDataError: no complete pair, or a trial without latencies.
-        """
-        plan = self.plan
-        trials, _ = self.decision_trials()
-        spq = plan.scenario.samples_per_query if plan.scenario.name == "multi_stream" else plan.batch_size
-        verdict = decide(
-            trials,
-            plan.thresholds_by_metric(),
-            n_boot=plan.n_boot,
-            seed=plan.seed,
-            final=final,
-            model=plan.model,
-            candidate_version=plan.candidate_version,
-            baseline_version=plan.baseline_version,
-            scenario=plan.scenario.name,
-            batch_size=spq,
-            device=self.device,
-        )
-        self.decisions.append(
-            {"pairs": self.pairs_done, "final": final, "states": {m.metric: m.state for m in verdict.metrics}}
-        )
-        return verdict
-
-    def should_stop(self) -> bool:
-        """Decide (once ``min_pairs`` are done) and say whether the batch should end; sets ``stop_reason``."""
-        plan = self.plan
-        verdict: Verdict | None = None
-        if self.pairs_done >= plan.min_pairs:
-            try:
-                verdict = self.decide(final=False)
-            except InsufficientDataError as e:
-                logger.warning("comparison: cannot decide yet: %s", e)
-        pair_s = self.elapsed_s / self.pairs_done if self.pairs_done else 0.0
-        metrics = verdict.metrics if verdict is not None else ()
-        if should_continue(
-            metrics,
-            self.pairs_done,
-            plan.min_pairs,
-            plan.max_pairs,
-            self.elapsed_s,
-            plan.time_cap_s,
-            pair_s=pair_s,
-        ):
-            return False
-        if verdict is not None and not any(m.state == "more" for m in metrics):
-            self.stop_reason = "decided"
-        elif self.pairs_done >= plan.max_pairs:
-            self.stop_reason = "max_pairs"
-        else:
-            self.stop_reason = "time_cap"
-        return True
-
-    def notes(self, stopped: str, verdict: Verdict) -> list[str]:
-        """Notes for the verdict: how the batch ended, and throttling."""
-        plan = self.plan
-        notes = [
-            f"{self.pairs_done} pairs of {plan.trial_s:g} s trials ({self.elapsed_s:.0f} s), "
-            f"{_STOP_WORDS.get(stopped, stopped or 'worker ended')}"
-        ]
-        if any(m.state == "inconclusive" for m in verdict.metrics):
-            notes.append(
-                f"undecided within {plan.max_pairs} pairs / {plan.time_cap_s:g} s: more pairs, a longer "
-                "trial or a quieter machine may decide it"
-            )
-        if self.throttled_pairs:
-            _, dropped = self.decision_trials()
-            count = sum(1 for r in self.records if r["throttled"])
-            what = "left out of the verdict" if dropped else "kept (too few clean pairs to leave them out)"
-            notes.append(f"{count} trial windows throttled, in pairs {sorted(self.throttled_pairs)}: {what}")
-        return notes
-
-    def inputs(self, *, stopped: str, wall_s: float, verdict: Verdict | None = None) -> dict[str, Any]:
-        """What the verdict was decided from (stored next to it)."""
-        plan = self.plan
-        complete = {p.index for p in pair_trials(self.trials)}
-        used, dropped = self.decision_trials()
-        used_pairs = {p.index for p in pair_trials(used)}
-        n = {side: sum(len(t.latencies_s) for t in used if t.side == side and t.pair_index in used_pairs)
-             for side in ("baseline", "candidate")}  # fmt: skip
-        metrics = {
-            m.metric: {
-                "state": m.state,
-                "ratio": m.ratio,
-                "interval": [m.ratio_low, m.ratio_high],
-                "m": m.min_effect,
-                "t": m.threshold,
-                "baseline_value": m.baseline_value,
-                "candidate_value": m.candidate_value,
-                "higher_is_better": m.higher_is_better,
-            }
-            for m in (verdict.metrics if verdict is not None else ())
-        }
-        return {
-            "method": "paired",
-            "order": "interleaved, AB then BA alternating",
-            "pairs": len(complete),
-            "pairs_used": len(used_pairs),
-            "n": n,
-            "metrics": metrics,
-            "trial_s": plan.trial_s,
-            "trial_durations_s": {
-                side: [r["duration_s"] for r in self.records if r["side"] == side]
-                for side in ("baseline", "candidate")
-            },
-            "trials": self.records,
-            "throttled_pairs": sorted(self.throttled_pairs),
-            "throttled_pairs_left_out": dropped,
-            "min_pairs": plan.min_pairs,
-            "max_pairs": plan.max_pairs,
-            "time_cap_s": plan.time_cap_s,
-            "stopped": stopped,
-            "benchmark_s": self.elapsed_s,
-            "wall_s": wall_s,
-            "decisions": self.decisions,
-            "seed": plan.seed,
-            "n_boot": plan.n_boot,
-            "scenario": to_dict(plan.scenario),
-            "batch_size": plan.batch_size,
-            "device": self.device,
-            "candidate": {"version": plan.candidate_version, "path": plan.candidate_path},
-            "baseline": {"version": plan.baseline_version, "path": plan.baseline_path},
-            "fingerprint": {**self.fingerprint, **self.worker.get("worker", {})},
-        }
-
-
 class _Worker:
     """The comparison worker process and the thread that reads its events into a queue."""
 
@@ -519,7 +266,7 @@ def compare(
         (out / stale).unlink(missing_ok=True)
     plan_path = out / "plan.json"
     plan_path.write_text(json.dumps(to_dict(plan), indent=1))
-    batch = _Batch(plan, meter, host_fingerprint, meter_device)
+    batch = Batch(plan, meter, host_fingerprint, meter_device)
     started = time.monotonic()
 
     def failed(kind: str, message: str) -> ComparisonOutcome:

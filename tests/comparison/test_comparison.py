@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchd.comparison import STOP_FILE, ComparisonPlan, _Batch, compare
+from benchd.comparison import STOP_FILE, ComparisonPlan, compare
+from benchd.comparison_batch import Batch
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.devices import open_devices
 from benchd.devices.meter import WindowSampler
@@ -183,7 +184,7 @@ def _event(tmp_path: Path, pair: int, side: str, scale: float, start: float) -> 
 
 def test_throttled_pairs_are_left_out_while_enough_clean_pairs_remain(tmp_path):
     plan = plan_for(tmp_path, tmp_path, min_pairs=3, max_pairs=6)
-    batch = _Batch(plan, _WindowMeter([(10.0, 11.0)]), {"hardware_class": "cpu-x"}, None)
+    batch = Batch(plan, _WindowMeter([(10.0, 11.0)]), {"hardware_class": "cpu-x"}, None)
     start = 0.0
     for pair in range(5):
         for side in ("baseline", "candidate"):
