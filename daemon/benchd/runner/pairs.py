@@ -18,10 +18,8 @@ why it stopped, or holds ``{"error": {"kind", "message", "side"}}`` (exit status
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +43,13 @@ from benchd.records import RunSpec, ScenarioSettings, from_dict
 from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
 from benchd.runner.timing import autocast_context, make_query
 from benchd.runner.worker import (
-    EXIT_HANDLED_ERROR,
-    _classify,
-    _fingerprint,
-    _prepare_model,
-    _with_inference_mode,
+    classify_error,
     emit,
+    prepare_model,
     resolve_device,
+    with_inference_mode,
+    worker_fingerprint,
+    worker_main,
 )
 
 SIDES = ("baseline", "candidate")
@@ -100,7 +98,7 @@ def _spec(plan: ComparisonPlan, side: str) -> RunSpec:
 def _load_side(plan: ComparisonPlan, side: str, device: torch.device, amp_dtype: torch.dtype | None) -> _Side:
     spec = _spec(plan, side)
     try:
-        model, model_spec = _prepare_model(spec, device)
+        model, model_spec = prepare_model(spec, device)
         samples = sample_set(model_spec, plan.seed)  # the same seed: both sides see identical inputs
         dtype = torch_dtype(plan.dtype)
         if dtype != torch.float32:
@@ -114,11 +112,11 @@ def _load_side(plan: ComparisonPlan, side: str, device: torch.device, amp_dtype:
             try:
                 query(0)
             except Exception as e:  # noqa: BLE001
-                raise _classify(e, first_query=True) from e
+                raise classify_error(e, first_query=True) from e
     except RunError as e:
         raise SideError(e, side, spec.version) from e
     if settings.name == "concurrency":
-        query = _with_inference_mode(query, amp_dtype, device)
+        query = with_inference_mode(query, amp_dtype, device)
     return _Side(side, spec.version, query, spq)
 
 
@@ -151,7 +149,7 @@ def _trial(
                 )
             m = _measure(side, settings, rule, seed)
     except Exception as e:  # noqa: BLE001
-        raise SideError(_classify(e, first_query=False), side.name, side.version) from e
+        raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
     path = out_dir / f"trial-{pair_index:03d}-{side.name}.npy"
     np.save(path, m.latencies_ns)
     if m.queries:
@@ -192,7 +190,7 @@ def run_pairs(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
             with stack_factory():
                 warm = run_warmup(side.query, settings.warmup_queries, settings.warmup_s)
         except Exception as e:  # noqa: BLE001
-            raise SideError(_classify(e, first_query=False), side.name, side.version) from e
+            raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
         if len(warm):
             side.typical_ns = float(np.median(warm))
     stop_path = out_dir / STOP_FILE
@@ -218,36 +216,17 @@ def run_pairs(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
         "stopped": stopped,
         "device": str(device),
         "benchmark_s": time.monotonic() - started,
-        "worker": _fingerprint(device),
+        "worker": worker_fingerprint(device),
     }
+
+
+def _run_plan_file(plan_path: Path, out_dir: Path) -> dict[str, Any]:
+    return run_pairs(from_dict(ComparisonPlan, json.loads(plan_path.read_text())), out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchd.runner.pairs PLAN.json OUT_DIR``."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        sys.stderr.write("usage: python -m benchd.runner.pairs PLAN.json OUT_DIR\n")
-        return 2
-    plan_path, out_dir = Path(args[0]), Path(args[1])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plan = from_dict(ComparisonPlan, json.loads(plan_path.read_text()))
-    started = time.time()
-    payload: dict[str, Any]
-    code = 0
-    try:
-        payload = run_pairs(plan, out_dir)
-    except RunError as e:
-        error = {"kind": e.kind, "message": str(e), "side": getattr(e, "side", None)}
-        payload, code = {"error": error}, EXIT_HANDLED_ERROR
-    except Exception as e:  # noqa: BLE001 - anything unexpected is still reported, never lost
-        tail = "".join(traceback.format_exception(e)[-3:])
-        message = f"{type(e).__name__}: {e}\n{tail}"
-        payload, code = {"error": {"kind": "internal", "message": message, "side": None}}, EXIT_HANDLED_ERROR
-    payload.update(started_unix_s=started, ended_unix_s=time.time(), pid=os.getpid())
-    tmp = out_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(out_dir / "result.json")
-    return code
+    return worker_main(argv, "python -m benchd.runner.pairs PLAN.json OUT_DIR", _run_plan_file)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _classify(e: BaseException, first_query: bool) -> RunError:
+def classify_error(e: BaseException, first_query: bool) -> RunError:
+    """Turn an exception from model code into a typed :class:`RunError` (OOM, input mismatch, model error)."""
     if isinstance(e, RunError):
         return e
     text = f"{type(e).__name__}: {e}"
@@ -82,7 +84,8 @@ def _classify(e: BaseException, first_query: bool) -> RunError:
     return RunError(f"the model raised {where}: {text}", "model_error")
 
 
-def _fingerprint(device: torch.device) -> dict[str, Any]:
+def worker_fingerprint(device: torch.device) -> dict[str, Any]:
+    """What the worker knows of its environment: torch, CUDA and cuDNN versions, threads, device name."""
     info: dict[str, Any] = {
         "torch_version": torch.__version__,
         "torch_cuda_version": torch.version.cuda,
@@ -95,7 +98,12 @@ def _fingerprint(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _prepare_model(spec: RunSpec, device: torch.device) -> tuple[Any, ModelSpec]:
+def prepare_model(spec: RunSpec, device: torch.device) -> tuple[Any, ModelSpec]:
+    """Load the version's artifact and spec, move the model to ``device``/dtype, compile if asked.
+
+    Raises:
+        RunError: the artifact or spec is missing or bad, or the model cannot be moved.
+    """
     model_spec = read_model_spec(spec.model_path)
     model, fmt = load_model(model_spec.artifact, allow_pickle=spec.allow_pickle)
     dtype = torch_dtype(spec.dtype)
@@ -103,7 +111,7 @@ def _prepare_model(spec: RunSpec, device: torch.device) -> tuple[Any, ModelSpec]
         if fmt != "export" or device.type != "cpu" or dtype != torch.float32:
             model = model.to(device=device, dtype=dtype) if hasattr(model, "to") else model
     except Exception as e:  # noqa: BLE001
-        raise _classify(e, first_query=False) from e
+        raise classify_error(e, first_query=False) from e
     if spec.compile:
         model = torch.compile(model)
     emit("loaded", artifact=model_spec.artifact, format=fmt, device=str(device))
@@ -116,7 +124,7 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
         torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
     device = resolve_device(spec.device)
-    model, model_spec = _prepare_model(spec, device)
+    model, model_spec = prepare_model(spec, device)
     samples = sample_set(model_spec, spec.seed)
     dtype = torch_dtype(spec.dtype)
     if dtype != torch.float32:
@@ -149,12 +157,12 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                 try:
                     query(0)
                 except Exception as e:  # noqa: BLE001
-                    raise _classify(e, first_query=True) from e
+                    raise classify_error(e, first_query=True) from e
                 if timer:
                     timer.reset()
                 try:
                     outcome = run_scenario(
-                        _with_inference_mode(query, amp_dtype, device)
+                        with_inference_mode(query, amp_dtype, device)
                         if settings.name == "concurrency"
                         else query,
                         settings,
@@ -163,7 +171,7 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                         on_progress=lambda msg, s=settings.name: emit("progress", scenario=s, message=msg),
                     )
                 except Exception as e:  # noqa: BLE001
-                    raise _classify(e, first_query=False) from e
+                    raise classify_error(e, first_query=False) from e
             result = _save(outcome.result, outcome.latencies_ns, out_dir, timer)
             results.append(result)
             emit(
@@ -178,7 +186,7 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
     return results
 
 
-def _with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torch.device) -> Any:
+def with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torch.device) -> Any:
     """Concurrency streams run in their own threads, where inference/autocast modes are not inherited."""
     import threading
 
@@ -210,34 +218,47 @@ def _save(
     return replace(result, **changes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m benchd.runner SPEC.json OUT_DIR``."""
+def worker_main(argv: list[str] | None, usage: str, work: Callable[[Path, Path], dict[str, Any]]) -> int:
+    """The entry point shared by the workers: ``INPUT.json OUT_DIR`` in, ``OUT_DIR/result.json`` out.
+
+    ``work(input_path, out_dir)`` returns the result payload. A :class:`RunError` (with its ``side``, for
+    comparison workers) or any other exception becomes ``{"error": {...}}`` and exit status 3, so nothing
+    is lost; ``result.json`` is written atomically.
+    """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        sys.stderr.write("usage: python -m benchd.runner SPEC.json OUT_DIR\n")
+        sys.stderr.write(f"usage: {usage}\n")
         return 2
-    spec_path, out_dir = Path(args[0]), Path(args[1])
+    input_path, out_dir = Path(args[0]), Path(args[1])
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = from_dict(RunSpec, json.loads(spec_path.read_text()))
     started = time.time()
     payload: dict[str, Any]
     code = 0
     try:
-        results = run(spec, out_dir)
-        device = resolve_device(spec.device)
-        payload = {"results": [to_dict(r) for r in results], "worker": _fingerprint(device)}
+        payload = work(input_path, out_dir)
     except RunError as e:
-        payload, code = {"error": {"kind": e.kind, "message": str(e)}}, EXIT_HANDLED_ERROR
+        error = {"kind": e.kind, "message": str(e), "side": getattr(e, "side", None)}
+        payload, code = {"error": error}, EXIT_HANDLED_ERROR
     except Exception as e:  # noqa: BLE001 - anything unexpected is still reported, never lost
         tail = "".join(traceback.format_exception(e)[-3:])
-        payload, code = (
-            {"error": {"kind": "internal", "message": f"{type(e).__name__}: {e}\n{tail}"}},
-            EXIT_HANDLED_ERROR,
-        )
-    payload["started_unix_s"] = started
-    payload["ended_unix_s"] = time.time()
-    payload["pid"] = os.getpid()
+        error = {"kind": "internal", "message": f"{type(e).__name__}: {e}\n{tail}", "side": None}
+        payload, code = {"error": error}, EXIT_HANDLED_ERROR
+    payload.update(started_unix_s=started, ended_unix_s=time.time(), pid=os.getpid())
     tmp = out_dir / "result.json.tmp"
     tmp.write_text(json.dumps(payload))
     tmp.replace(out_dir / "result.json")
     return code
+
+
+def _run_spec_file(spec_path: Path, out_dir: Path) -> dict[str, Any]:
+    spec = from_dict(RunSpec, json.loads(spec_path.read_text()))
+    results = run(spec, out_dir)
+    return {
+        "results": [to_dict(r) for r in results],
+        "worker": worker_fingerprint(resolve_device(spec.device)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m benchd.runner SPEC.json OUT_DIR``."""
+    return worker_main(argv, "python -m benchd.runner SPEC.json OUT_DIR", _run_spec_file)
