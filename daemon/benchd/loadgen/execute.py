@@ -30,6 +30,8 @@ CLAIMED_PERCENTILE = {"single_stream": 90.0, "multi_stream": 99.0}
 #: queries keeps the Poisson count noise of short trials out of the test.
 SUSTAIN_RATIO = 0.9
 _SEARCH_STEPS = 6
+#: Full-length re-verification of a searched rate: tries, and the factor each failed try steps down by.
+VERIFY_TRIES, VERIFY_STEP = 5, 0.9
 
 
 @dataclass
@@ -141,15 +143,15 @@ def run_scenario(
     if settings.name == "server" and settings.search_max_qps:
         found = search_max_qps(query, settings, typical_ns, on_progress)
         max_valid = found
-        # Re-verify at full length; step down 5% at a time (at most three times) if it does not hold.
-        for _ in range(4 if found else 0):
+        # Re-verify at full length (short trials overestimate); step down 10% at a time, at most 5 tries.
+        for _ in range(VERIFY_TRIES if found else 0):
             if on_progress:
                 on_progress(f"verify {found:,.0f} qps")
             m = _measure(query, settings, _rule(settings), typical_ns, found)
             if _server_valid(m, settings, found):
                 target, max_valid = found, found
                 break
-            found *= 0.95
+            found *= VERIFY_STEP
             max_valid = None
         else:
             m = _measure(query, settings, _rule(settings), typical_ns, target)
