@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -123,7 +124,9 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
         return folder
     if inputs is None:
         raise ConfigError("inputs", "an in-memory model needs example inputs (a tensor or tuple of tensors)")
-    import torch  # the caller handed us a torch module, so torch is already loaded in this process
+    # The caller handed us a torch module, so torch is already loaded in this process; this module must
+    # not import it itself (the daemon imports evaluation helpers and stays torch-free).
+    torch = sys.modules["torch"]
 
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     dims = tuple({0: torch.export.Dim("batch", min=1, max=1 << 16)} for _ in args)
