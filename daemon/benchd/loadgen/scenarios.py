@@ -24,6 +24,9 @@ QueryFn = Callable[[int], object]
 SPIN_NS = 150_000
 _SCHEDULE_CHUNK = 65_536
 _MAX_PREALLOC = 4_000_000
+#: A server run knows its query count in advance (rate x duration): it preallocates up to this many, since
+#: growing a buffer mid-run stalls the schedule and every query queued behind the stall counts it.
+_MAX_SERVER_PREALLOC = 32_000_000
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class Measurement:
         return max(0, self.window_end_ns - self.window_start_ns) * 1e-9
 
 
-def _buffer(capacity: int) -> array.array[int]:
-    return array.array("q", bytes(8 * max(16, min(capacity, _MAX_PREALLOC))))
+def _buffer(capacity: int, limit: int = _MAX_PREALLOC) -> array.array[int]:
+    return array.array("q", bytes(8 * max(16, min(capacity, limit))))
 
 
 def _grow(buf: array.array[int]) -> None:
@@ -155,8 +158,10 @@ def run_server(
     pc = time.perf_counter_ns
     sleep = time.sleep
     rng = np.random.default_rng(seed)
-    lat = _buffer(capacity)
-    lag = _buffer(capacity)
+    expected = int(target_qps * rule.min_duration_ns * 1e-9 * 1.25) + 1024
+    capacity = min(max(capacity, expected), rule.max_queries)
+    lat = _buffer(capacity, _MAX_SERVER_PREALLOC)
+    lag = _buffer(capacity, _MAX_SERVER_PREALLOC)
     max_q = rule.max_queries
     min_q = min(rule.min_queries, max_q)
     mono0 = time.monotonic()
