@@ -233,9 +233,11 @@ class BenchdApp:
 
     def refresh_metrics(self) -> None:
         """Rebuild the results snapshot from the store and re-render the cached exposition."""
-        for model in {v.model for v in self.store.list_versions()}:
-            mv_registry = next((v.registry for v in self.store.list_versions(model)), None)
-            watcher = self.watchers.get(mv_registry) if mv_registry else None
+        registry_of = {}  # model -> the registry that reported it first (one store read, not one per model)
+        for v in self.store.list_versions():
+            registry_of.setdefault(v.model, v.registry)
+        for model, registry in registry_of.items():
+            watcher = self.watchers.get(registry)
             if watcher is not None:
                 try:
                     self.snapshots.set_champion(model, watcher.champion(model))

@@ -134,9 +134,7 @@ class SnapshotBuilder:
             energy_totals=tuple(EnergyTotal(d, j) for d, j in sorted(energy.items())),
             devices=self.devices,
             roles=roles,
-            version_order={
-                m: tuple(v.version for v in self.store.list_versions(m)) for m in self.store.list_models()
-            },
+            version_order=self._version_order(),
             taken_unix_s=time.time(),
         )
         logger.debug(
@@ -146,6 +144,13 @@ class SnapshotBuilder:
             time.monotonic() - started,
         )
         return snapshot
+
+    def _version_order(self) -> dict[str, tuple[str, ...]]:
+        """Each model's versions, oldest first, from one read of the store."""
+        order: dict[str, list[str]] = defaultdict(list)
+        for v in self.store.list_versions():  # first seen first
+            order[v.model].append(v.version)
+        return {model: tuple(versions) for model, versions in order.items()}
 
     def _verdicts(self) -> tuple[tuple[VerdictSeries, ...], tuple[VersionRole, ...]]:
         series: list[VerdictSeries] = []

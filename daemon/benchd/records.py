@@ -126,7 +126,6 @@ class RunSpec:
     allow_pickle: bool = False
     timeout_s: float = 600.0
     seed: int = 0
-    keep_latencies: bool = True
     baseline: str | None = None
 
 

@@ -48,7 +48,7 @@ class LeaseLostError(HistoryStoreError):
 def spec_key(spec: RunSpec) -> str:
     """Return the hash of what a run measures (scenario settings, batch sizes, numerics), for dedupe.
 
-    The model path, timeout and ``keep_latencies`` are left out: they do not change the measurement.
+    The model path and timeout are left out: they do not change the measurement.
     """
     doc = {
         "scenarios": [to_dict(s) for s in spec.scenarios],

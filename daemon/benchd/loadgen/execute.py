@@ -72,7 +72,7 @@ def _rule(settings: ScenarioSettings, scale: float = 1.0) -> StopRule:
     )
 
 
-def _server_valid(m: Measurement, settings: ScenarioSettings, target_qps: float) -> bool:
+def _server_valid(m: Measurement, settings: ScenarioSettings) -> bool:
     if m.queries == 0:
         return False
     if sustained_ratio(m) < SUSTAIN_RATIO:
@@ -106,21 +106,21 @@ def search_max_qps(
     while True:
         if on_progress:
             on_progress(f"search {hi:,.0f} qps")
-        if not _server_valid(_measure(query, settings, short, typical_ns, hi), settings, hi):
+        if not _server_valid(_measure(query, settings, short, typical_ns, hi), settings):
             break
         lo, hi = hi, hi * 2
         if hi > 1e8:
             return lo
     if lo == 0.0:
         hi_fail, lo = hi, hi / 8
-        if not _server_valid(_measure(query, settings, short, typical_ns, lo), settings, lo):
+        if not _server_valid(_measure(query, settings, short, typical_ns, lo), settings):
             return None
         hi = hi_fail
     for _ in range(_SEARCH_STEPS):
         mid = (lo + hi) / 2
         if on_progress:
             on_progress(f"search {mid:,.0f} qps")
-        if _server_valid(_measure(query, settings, short, typical_ns, mid), settings, mid):
+        if _server_valid(_measure(query, settings, short, typical_ns, mid), settings):
             lo = mid
         else:
             hi = mid
@@ -148,7 +148,7 @@ def run_scenario(
             if on_progress:
                 on_progress(f"verify {found:,.0f} qps")
             m = _measure(query, settings, _rule(settings), typical_ns, found)
-            if _server_valid(m, settings, found):
+            if _server_valid(m, settings):
                 target, max_valid = found, found
                 break
             found *= VERIFY_STEP
