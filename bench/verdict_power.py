@@ -9,7 +9,7 @@ so that takes ~1.5 ms here), and 103, 110 and 125 times for exactly +3%, +10% an
   +25%      25% more compute                            goal: regressed >= 90% within 1 min per verdict
   tail      every 20th query 3x slower (spin), median alone (reported: P99 should regress, p50 not)
 
-then runs ``benchd.comparison.compare`` on each case ``--repeats`` times and prints, per case, how often each
+then runs ``benchd.compare.run.compare`` on each case ``--repeats`` times and prints, per case, how often each
 verdict (overall and P99 alone) came out, the pairs and benchmarking seconds each verdict cost, and the goal.
 Whatever cannot be decided says ``inconclusive``; nothing passes silently.
 
@@ -160,7 +160,8 @@ STATES = ("regressed", "unchanged", "improved", "inconclusive")
 def run_case(
     name: str, base: Path, cand: Path, pickle: bool, args: argparse.Namespace, out: Path
 ) -> list[dict]:
-    from benchd.comparison import ComparisonPlan, compare
+    from benchd.compare.run import compare, plan_comparison
+    from benchd.config import BenchConfig, VerdictConfig
     from benchd.records import ScenarioSettings
 
     scenario = ScenarioSettings(
@@ -168,12 +169,13 @@ def run_case(
     )
     rows = []
     for i in range(args.repeats):
-        plan = ComparisonPlan(
-            model="bench", candidate_version=name, candidate_path=str(cand), baseline_version="base",
-            baseline_path=str(base), scenario=scenario, device="cpu", threads=1, allow_pickle=pickle,
-            trial_s=args.trial_s, min_pairs=args.min_pairs, max_pairs=args.max_pairs,
-            time_cap_s=args.time_cap_s, seed=i, timeout_s=args.time_cap_s + 120,
-        )  # fmt: skip
+        bench = BenchConfig(scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i)
+        verdict = VerdictConfig(trial_s=args.trial_s, min_pairs=args.min_pairs, max_pairs=args.max_pairs,
+                                time_cap_s=args.time_cap_s)
+        plan = plan_comparison(
+            bench, verdict, model="bench", candidate_version=name, candidate_path=str(cand),
+            baseline_version="base", baseline_path=str(base),
+        ).replace(timeout_s=args.time_cap_s + 120)  # fmt: skip
         started = time.monotonic()
         outcome = compare(plan, out / f"{name}-{i}", env={"PYTHONPATH": str(BENCH_DIR)})
         if outcome.verdict is None:

@@ -17,7 +17,7 @@ import yaml
 
 from benchd.config_fields import FieldReader
 from benchd.errors import ConfigError
-from benchd.records import SCENARIOS, ScenarioSettings
+from benchd.records import SCENARIOS, RunSpec, ScenarioSettings
 
 DEFAULT_PORT = 9777
 DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -65,6 +65,47 @@ class BenchConfig:
     def replace(self, **changes: Any) -> BenchConfig:
         """Return a copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+    def run_spec(
+        self,
+        *,
+        model: str,
+        version: str,
+        model_path: str,
+        device: str | None = None,
+        scenarios: tuple[ScenarioSettings, ...] | None = None,
+        batch_sizes: tuple[int, ...] | None = None,
+        allow_pickle: bool = False,
+        baseline: str | None = None,
+    ) -> RunSpec:
+        """The one place a :class:`RunSpec` is built: these settings applied to one model version.
+
+        Args:
+            model: the model's name.
+            version: the version.
+            model_path: the local version folder.
+            device: the device to run on (default: this config's ``device``).
+            scenarios: a subset of the scenarios (default: all of them).
+            batch_sizes: a subset of the batch sizes (default: all of them).
+            allow_pickle: True when the version's registry allows pickles (this config can allow them too).
+            baseline: a baseline the daemon should compare with (a version or an alias).
+        """
+        return RunSpec(
+            model=model,
+            version=version,
+            model_path=str(model_path),
+            scenarios=scenarios or self.scenarios,
+            batch_sizes=batch_sizes or self.batch_sizes,
+            device=device or self.device,
+            dtype=self.dtype,
+            amp=self.amp,
+            compile=self.compile,
+            threads=self.threads,
+            allow_pickle=self.allow_pickle or allow_pickle,
+            timeout_s=self.timeout_s,
+            seed=self.seed,
+            baseline=baseline,
+        )
 
 
 def read_scenario(name: str, reader: FieldReader, defaults: ScenarioSettings) -> ScenarioSettings:

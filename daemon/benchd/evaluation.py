@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from benchd.config import BenchConfig, bench_config_from
+from benchd.devices.context import DeviceContext
 from benchd.errors import ConfigError, RunError, RunFailedError
-from benchd.records import SCENARIOS, RunResult, RunSpec
+from benchd.records import SCENARIOS, RunResult
 from benchd.runner.launch import EventHandler, run_spec
 from benchd.runner.modelspec import ARTIFACT_SUFFIXES, SPEC_FILE
 
@@ -63,25 +64,6 @@ def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
             raise ConfigError(key, "unknown setting")
     changes = {k: (tuple(v) if k == "batch_sizes" else v) for k, v in overrides.items() if v is not None}
     return config.replace(scenarios=tuple(scenarios), **changes)
-
-
-def spec_for(folder: str | Path, config: BenchConfig, *, model: str, version: str, device: str) -> RunSpec:
-    """Build the RunSpec that benchmarks the version folder ``folder`` with ``config`` on ``device``."""
-    return RunSpec(
-        model=model,
-        version=version,
-        model_path=str(folder),
-        scenarios=config.scenarios,
-        batch_sizes=config.batch_sizes,
-        device=device,
-        dtype=config.dtype,
-        amp=config.amp,
-        compile=config.compile,
-        threads=config.threads,
-        allow_pickle=config.allow_pickle,
-        timeout_s=config.timeout_s,
-        seed=config.seed,
-    )
 
 
 def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:
@@ -138,36 +120,6 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
     return folder
 
 
-class DeviceContext:
-    """Open devices, a started sampler and the host fingerprint for runs outside the daemon."""
-
-    def __init__(self, mode: str = "auto", fake: dict[str, Any] | None = None) -> None:
-        from benchd.devices import open_devices
-        from benchd.devices.meter import WindowSampler
-        from benchd.devices.rapl import RAPLReader
-
-        self.devices = open_devices(mode=mode, fake=fake)
-        self.sampler = WindowSampler(self.devices, rapl=RAPLReader())
-        self.sampler.start()
-
-    def resolve(self, device: str) -> str:
-        """Resolve ``auto``/``cuda`` to a concrete device name using what NVML found."""
-        if device == "auto":
-            return "cuda:0" if len(self.devices) else "cpu"
-        return "cuda:0" if device == "cuda" else device
-
-    def fingerprint(self, device: str) -> dict[str, Any]:
-        """The parent-side hardware fingerprint for ``device``."""
-        from benchd.devices.fingerprint import host_fingerprint
-
-        return host_fingerprint(self.devices, device)
-
-    def close(self) -> None:
-        """Stop sampling and release the devices."""
-        self.sampler.stop()
-        self.devices.close()
-
-
 def run_folder(
     folder: Path,
     config: BenchConfig,
@@ -180,7 +132,7 @@ def run_folder(
 ) -> RunResult:
     """Benchmark one version folder with ``config``, writing outputs to ``out_dir``."""
     device = devices.resolve(config.device)
-    spec = spec_for(folder, config, model=model, version=version, device=device)
+    spec = config.run_spec(model=model, version=version, model_path=str(folder), device=device)
     return run_spec(
         spec, out_dir, meter=devices.sampler, on_event=on_event, host_fingerprint=devices.fingerprint(device)
     )

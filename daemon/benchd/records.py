@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 SCENARIOS = ("single_stream", "multi_stream", "server", "offline", "concurrency")
+#: How a run ended, as ``benchd_runs_total{outcome}`` counts it.
 OUTCOMES = ("ok", "failed", "timeout", "invalid")
+#: Every state a queued run passes through; the terminal ones are the outcomes plus ``interrupted``.
+QUEUED, RUNNING, INTERRUPTED = "queued", "running", "interrupted"
+TERMINAL_RUN_STATES = (*OUTCOMES, INTERRUPTED)
+RUN_STATES = (QUEUED, RUNNING, *TERMINAL_RUN_STATES)
+#: Run states whose scenario results exist (the worker finished, maybe with INVALID scenarios).
+COMPLETED_RUN_STATES = ("ok", "invalid")
 
 T = TypeVar("T")
 
@@ -62,6 +70,15 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
+def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort versions naturally: ``v2`` before ``v10``, ``2024-05-01`` before ``2024-12-01``.
+
+    This is the registry's version order everywhere in benchd (MLflow's version numbers and local folder
+    names alike): "the previous version" means the previous one in this order.
+    """
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", version))
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """A model version a registry reported.
@@ -103,6 +120,10 @@ class ScenarioSettings:
     search_max_qps: bool = False
     concurrency: int = 4
     seed: int = 0
+
+    def samples_per_query_at(self, batch_size: int) -> int:
+        """Samples each query carries at ``batch_size``: multi-stream queries carry ``samples_per_query``."""
+        return self.samples_per_query if self.name == "multi_stream" else batch_size
 
 
 @dataclass(frozen=True)
@@ -235,7 +256,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when the run completed (its scenarios may still be INVALID)."""
-        return self.outcome in ("ok", "invalid")
+        return self.outcome in COMPLETED_RUN_STATES
 
     @property
     def duration_s(self) -> float:

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchd.comparison import STOP_FILE, ComparisonPlan, compare
-from benchd.comparison_batch import Batch
+from benchd.compare.batch import Batch, thresholds_by_metric
+from benchd.compare.plan import STOP_FILE, ComparisonPlan
+from benchd.compare.run import compare, plan_comparison
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.devices import open_devices
 from benchd.devices.meter import WindowSampler
@@ -21,24 +22,13 @@ from tests.conftest import quick
 
 
 def plan_for(baseline: Path, candidate: Path, **kw: object) -> ComparisonPlan:
-    base = dict(
-        model="m",
-        candidate_version="2",
-        candidate_path=str(candidate),
-        baseline_version="1",
-        baseline_path=str(baseline),
-        scenario=quick(),
-        threads=1,
-        trial_s=0.3,
-        min_pairs=4,
-        max_pairs=8,
-        time_cap_s=60.0,
-        timeout_s=120.0,
-        allow_pickle=True,
-        n_boot=1000,
-    )
-    base.update(kw)
-    return ComparisonPlan(**base)  # type: ignore[arg-type]
+    bench = BenchConfig(scenarios=(quick(),), threads=1, allow_pickle=True, device="cpu")
+    verdict = VerdictConfig(trial_s=0.3, min_pairs=4, max_pairs=8, time_cap_s=60.0)
+    plan = plan_comparison(
+        bench, verdict, model="m", candidate_version="2", candidate_path=str(candidate),
+        baseline_version="1", baseline_path=str(baseline),
+    )  # fmt: skip
+    return plan.replace(timeout_s=120.0, n_boot=1000, **kw)
 
 
 def test_twins_are_not_regressed_and_energy_and_throttling_are_recorded(versions, tmp_path):
@@ -145,14 +135,14 @@ def test_plan_from_config_and_json_round_trip():
     )
     verdict = VerdictConfig(threshold=0.2, min_pairs=3, max_pairs=9, trial_s=1.5, time_cap_s=60.0,
                             thresholds={"p99_latency": 0.15})  # fmt: skip
-    plan = ComparisonPlan.from_config(
+    plan = plan_comparison(
         bench, verdict, model="m", candidate_version="2", candidate_path="/c", baseline_version="1",
         baseline_path="/b", device="cpu",
     )  # fmt: skip
     assert plan.scenario.name == "offline" and plan.batch_size == 8
     assert (plan.min_pairs, plan.max_pairs, plan.trial_s, plan.time_cap_s) == (3, 9, 1.5, 60.0)
     assert plan.timeout_s == 160.0
-    th = plan.thresholds_by_metric()
+    th = thresholds_by_metric(plan)
     assert th["p99_latency"].threshold == 0.15 and th["p50_latency"].threshold == 0.2
     assert from_dict(ComparisonPlan, json.loads(json.dumps(to_dict(plan)))) == plan
     with pytest.raises(ValueError, match="min_pairs"):

@@ -11,15 +11,8 @@ from tests.mlflow_server import MLflowSeeder
 from benchd.config import RegistryConfig, read_daemon_config
 from benchd.errors import ConfigError, RegistryError
 from benchd.registry import LocalFolderWatcher, MemoryCursorStore, MLflowWatcher
-from benchd.registry.factory import (
-    UnknownModelVersionError,
-    build_watcher,
-    build_watchers,
-    find_version,
-    list_versions,
-    mlflow_auth,
-    previous_version,
-)
+from benchd.registry.base import UnknownModelVersionError
+from benchd.registry.factory import build_watcher, build_watchers, mlflow_auth
 
 FILES = {"model.pt2": b"\x01" * 100, "benchd.yaml": b"inputs: [{name: x, shape: [batch, 3]}]\n"}
 
@@ -84,18 +77,18 @@ def test_local_lookups_say_which_model_or_version_is_missing(tmp_path):
         _version(root, "m", v)
     (root / "m" / "champion").write_text("2\n")
     watcher = LocalFolderWatcher("local", root)
-    assert list_versions(watcher, "m") == ["1", "2", "3", "10"]
-    assert previous_version(watcher, "m", "10") == "3"
-    assert previous_version(watcher, "m", "1") is None
-    mv = find_version(watcher, "m", "2")
+    assert watcher.list_versions("m") == ["1", "2", "3", "10"]
+    assert watcher.previous_version("m", "10") == "3"
+    assert watcher.previous_version("m", "1") is None
+    mv = watcher.find_version("m", "2")
     assert mv.path == str((root / "m" / "2").resolve()) and mv.aliases == ("champion",)
     with pytest.raises(UnknownModelVersionError) as e:
-        find_version(watcher, "m", "7")
+        watcher.find_version("m", "7")
     assert str(e.value) == f"model 'm' has no version '7' in registry 'local' ({root})"
     with pytest.raises(UnknownModelVersionError, match=r"registry 'local' \(.*\) has no model 'zz'"):
-        find_version(watcher, "zz", "1")
+        watcher.find_version("zz", "1")
     with pytest.raises(UnknownModelVersionError, match="has no version 'champion'"):
-        find_version(watcher, "m", "champion")
+        watcher.find_version("m", "champion")
 
 
 @pytest.mark.slow
@@ -107,17 +100,17 @@ def test_mlflow_lookups_fetch_the_version_and_name_what_is_missing(mlflow_url, t
         seeder.create_version(model, FILES)
     cfg = RegistryConfig("prod", "mlflow", 30.0, options={"tracking_uri": mlflow_url, "auth": {}})
     watcher = build_watcher(cfg, data_dir=str(tmp_path), env={})
-    assert list_versions(watcher, model) == ["1", "2", "3"]
-    assert previous_version(watcher, model, "3") == "2"
-    mv = find_version(watcher, model, "2")
+    assert watcher.list_versions(model) == ["1", "2", "3"]
+    assert watcher.previous_version(model, "3") == "2"
+    mv = watcher.find_version(model, "2")
     assert (mv.model, mv.version, mv.registry) == (model, "2", "prod")
     assert Path(mv.path) == tmp_path / "cache" / "prod" / model / "2"
     assert (Path(mv.path) / "model.pt2").read_bytes() == FILES["model.pt2"]
     with pytest.raises(UnknownModelVersionError) as e:
-        find_version(watcher, model, "9")
+        watcher.find_version(model, "9")
     assert str(e.value) == f"model {model!r} has no version '9' in registry 'prod' ({mlflow_url})"
     with pytest.raises(UnknownModelVersionError, match="has no model 'no-such-model'"):
-        find_version(watcher, "no-such-model", "1")
+        watcher.find_version("no-such-model", "1")
 
 
 def test_an_unreachable_mlflow_is_a_registry_error_not_an_unknown_version(tmp_path):
@@ -126,5 +119,5 @@ def test_an_unreachable_mlflow_is_a_registry_error_not_an_unknown_version(tmp_pa
     )
     watcher = build_watcher(cfg, data_dir=str(tmp_path), env={})
     with pytest.raises(RegistryError, match="unreachable") as e:
-        find_version(watcher, "m", "1")
+        watcher.find_version("m", "1")
     assert not isinstance(e.value, UnknownModelVersionError)

@@ -11,7 +11,14 @@ Everything is seeded: the same inputs and seed give the same answer.
 
 from __future__ import annotations
 
-from benchd.analysis.baseline import BaselineCandidate, BaselineChoice, choose_baseline, ineligible_reason
+from benchd.analysis.baseline import (
+    ALIASES,
+    BaselineCandidate,
+    BaselineChoice,
+    choose_baseline,
+    eligible_runs,
+    ineligible_reason,
+)
 from benchd.analysis.changepoint import ChangePoint, detect_change_points
 from benchd.analysis.history import HISTORY_METRICS, decide_from_history
 from benchd.analysis.metrics import (
@@ -36,6 +43,7 @@ __all__ = [
     "PRIMARY_METRIC",
     "STATES",
     "AnalysisError",
+    "ALIASES",
     "BaselineCandidate",
     "BaselineChoice",
     "ChangePoint",
@@ -48,6 +56,7 @@ __all__ = [
     "decide_from_history",
     "decide_metric",
     "detect_change_points",
+    "eligible_runs",
     "ineligible_reason",
     "pair_trials",
     "should_continue",

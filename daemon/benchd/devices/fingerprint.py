@@ -82,7 +82,7 @@ def host_fingerprint(
     benchd_version, python_version, os, hardware_class``. GPU fields are ``None`` for CPU runs and for a
     GPU that NVML cannot see (its class is then ``cuda-unknown``). Never raises for a missing device.
     """
-    from benchd import __version__
+    from benchd.version import __version__
 
     model = cpu_model(proc_root)
     result: dict[str, Any] = {

@@ -11,10 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchd.history.base import (
-    QUEUED,
-    RUN_STATES,
-    RUNNING,
-    TERMINAL_STATES,
     CursorStore,
     HistoryStore,
     HistoryStoreError,
@@ -27,12 +23,13 @@ from benchd.history.base import (
 from benchd.history.fleet import HostView, LeaseKeeper, ScopedCursorStore, host_name, lease_owner
 from benchd.history.sqlite import SQLiteHistoryStore
 from benchd.history.store import SQLHistoryStore
+from benchd.records import QUEUED, RUN_STATES, RUNNING, TERMINAL_RUN_STATES
 
 __all__ = [
     "QUEUED",
     "RUNNING",
     "RUN_STATES",
-    "TERMINAL_STATES",
+    "TERMINAL_RUN_STATES",
     "CursorStore",
     "HistoryStore",
     "HistoryStoreError",

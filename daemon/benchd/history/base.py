@@ -23,14 +23,18 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from benchd.errors import StoreError
-from benchd.records import ModelVersion, RunResult, RunSpec, ScenarioResult, Verdict, from_dict, to_dict
+from benchd.records import (
+    TERMINAL_RUN_STATES,
+    ModelVersion,
+    RunResult,
+    RunSpec,
+    ScenarioResult,
+    Verdict,
+    from_dict,
+    to_dict,
+)
 
-QUEUED = "queued"
-RUNNING = "running"
-#: Terminal states: the run outcomes plus ``interrupted`` (kept for records written by hand or by tools).
 T = TypeVar("T")
-TERMINAL_STATES = ("ok", "failed", "timeout", "invalid", "interrupted")
-RUN_STATES = (QUEUED, RUNNING, *TERMINAL_STATES)
 
 
 class HistoryStoreError(StoreError):
@@ -96,7 +100,7 @@ class RunRecord:
     @property
     def finished(self) -> bool:
         """True when the run reached a terminal state."""
-        return self.state in TERMINAL_STATES
+        return self.state in TERMINAL_RUN_STATES
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-able dict for the HTTP API (spec and result as nested dicts)."""

@@ -16,9 +16,6 @@ from typing import Any
 import numpy as np
 
 from benchd.history.base import (
-    QUEUED,
-    RUNNING,
-    TERMINAL_STATES,
     HistoryStoreError,
     LeaseLostError,
     RunRecord,
@@ -28,7 +25,7 @@ from benchd.history.base import (
 )
 from benchd.history.database import Database, SQLConnection
 from benchd.history.results import insert_results, load_latencies
-from benchd.records import OUTCOMES, RunResult, RunSpec, to_dict
+from benchd.records import OUTCOMES, QUEUED, RUNNING, TERMINAL_RUN_STATES, RunResult, RunSpec, to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +247,7 @@ class RunQueueMixin:
             LeaseLostError: ``owner`` was given and no longer holds the run's lease.
             HistoryStoreError: no such run, it already ended, or ``state`` is not terminal.
         """
-        if state not in TERMINAL_STATES:
+        if state not in TERMINAL_RUN_STATES:
             raise HistoryStoreError(self._db.path, f"run {run_id}: {state!r} is not a terminal state")
         with self._db.write() as conn:
             self._require_unfinished(conn, run_id, owner)
@@ -365,7 +362,7 @@ class RunQueueMixin:
             raise LeaseLostError(
                 self._db.path, f"run {run_id}: lease lost to {row[1] or 'nobody'} (state {row[0]})"
             )
-        if row[0] in TERMINAL_STATES:
+        if row[0] in TERMINAL_RUN_STATES:
             raise HistoryStoreError(self._db.path, f"run {run_id} already ended ({row[0]})")
 
 

@@ -42,11 +42,6 @@ class ScenarioOutcome:
     latencies_ns: np.ndarray
 
 
-def samples_per_query(settings: ScenarioSettings, batch_size: int) -> int:
-    """Samples one query carries: ``samples_per_query`` for multi-stream, else the batch size."""
-    return settings.samples_per_query if settings.name == "multi_stream" else batch_size
-
-
 def _measure(
     query: QueryFn,
     settings: ScenarioSettings,
@@ -184,7 +179,7 @@ def build_result(
     """Turn a measurement into a :class:`ScenarioResult`, with VALID/INVALID and its reasons."""
     name = settings.name
     latency = summarise_latencies(m.latencies_ns)
-    spq = samples_per_query(settings, batch_size)
+    spq = settings.samples_per_query_at(batch_size)
     duration_s = m.duration_s
     qps = m.queries / duration_s if duration_s > 0 else 0.0
     reasons: list[str] = []

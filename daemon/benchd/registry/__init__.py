@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchd.registry.base import CursorStore, MemoryCursorStore, RegistryWatcher
+from benchd.registry.base import CursorStore, MemoryCursorStore, RegistryWatcher, UnknownModelVersionError
 from benchd.registry.local import LocalFolderWatcher
 from benchd.registry.mlflow import MLflowWatcher
 from benchd.registry.mlflow_http import MLflowAPIError, MLflowAuth
@@ -26,6 +26,7 @@ __all__ = [
     "MLflowWatcher",
     "MemoryCursorStore",
     "RegistryWatcher",
+    "UnknownModelVersionError",
     "ReplayGuard",
     "WebhookAuthError",
     "WebhookError",

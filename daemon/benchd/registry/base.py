@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from benchd.records import ModelVersion
+from benchd.errors import RegistryError
+from benchd.records import ModelVersion, version_sort_key
 
 #: Files the engine accepts as a model artifact inside a version folder.
 ARTIFACT_NAMES = ("model.pt2", "model.pt", "model.ts", "model.pkl")
@@ -50,12 +51,27 @@ class MemoryCursorStore:
             self._values[(registry, key)] = value
 
 
+class UnknownModelVersionError(RegistryError):
+    """The registry answered, and it has no such model, or no such version of it."""
+
+    def __init__(self, registry: str, where: str, model: str, version: str | None) -> None:
+        self.registry = registry
+        self.model = model
+        self.version = version
+        if version is None:
+            message = f"registry {registry!r} ({where}) has no model {model!r}"
+        else:
+            message = f"model {model!r} has no version {version!r} in registry {registry!r} ({where})"
+        super().__init__(message)
+
+
 class RegistryWatcher(abc.ABC):
     """One model registry: reports new complete versions, the champion pointer, and fetches artifacts.
 
-    Subclasses implement :meth:`pending`, :meth:`ack`, :meth:`champion` and :meth:`fetch`. Every method
-    raises :class:`benchd.errors.RegistryError` (never a raw library error) when the registry cannot be
-    read; the scheduler counts, backs off and retries.
+    Subclasses implement :meth:`pending`, :meth:`ack`, :meth:`champion`, :meth:`fetch`,
+    :meth:`list_versions`, :meth:`find_version` and :meth:`describe`; callers never ask which kind of
+    watcher they hold. Every method raises :class:`benchd.errors.RegistryError` (never a raw library
+    error) when the registry cannot be read; the scheduler counts, backs off and retries.
     """
 
     def __init__(self, name: str, cursor_store: CursorStore | None = None) -> None:
@@ -83,6 +99,39 @@ class RegistryWatcher(abc.ABC):
     @abc.abstractmethod
     def fetch(self, mv: ModelVersion) -> ModelVersion:
         """Make the version's files available locally; return a copy whose ``path`` is that folder."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the registry lives, for messages (a folder, a URL without credentials)."""
+
+    @abc.abstractmethod
+    def list_versions(self, model: str) -> list[str]:
+        """Every version of ``model`` the registry holds, in version order (:func:`version_sort_key`).
+
+        Raises:
+            UnknownModelVersionError: the registry has no such model.
+            RegistryError: the registry cannot be read.
+        """
+
+    @abc.abstractmethod
+    def find_version(self, model: str, version: str) -> ModelVersion:
+        """The version as the registry describes it, fetched: ``path`` is a local folder.
+
+        Raises:
+            UnknownModelVersionError: no such model or version (the message says which).
+            RegistryError: the registry cannot be read or the artifact cannot be fetched.
+        """
+
+    def previous_version(self, model: str, version: str) -> str | None:
+        """The highest version of ``model`` lower than ``version`` in version order, or None.
+
+        Raises:
+            UnknownModelVersionError: the registry has no such model.
+            RegistryError: the registry cannot be read.
+        """
+        key = version_sort_key(version)
+        older = [v for v in self.list_versions(model) if version_sort_key(v) < key]
+        return older[-1] if older else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -13,14 +13,19 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchd.errors import RegistryError
-from benchd.records import ModelVersion
-from benchd.registry.base import ARTIFACT_NAMES, SPEC_NAME, CursorStore, RegistryWatcher
+from benchd.records import ModelVersion, version_sort_key
+from benchd.registry.base import (
+    ARTIFACT_NAMES,
+    SPEC_NAME,
+    CursorStore,
+    RegistryWatcher,
+    UnknownModelVersionError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +34,6 @@ CHAMPION_FILE = "champion"
 _MAX_FILES = 10_000  # a version folder with more files than this is not a model folder
 
 Snapshot = tuple[tuple[str, int, int], ...]
-
-
-def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort versions naturally: ``v2`` before ``v10``, ``2024-05-01`` before ``2024-12-01``."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", version))
 
 
 class LocalFolderWatcher(RegistryWatcher):
@@ -120,6 +120,36 @@ class LocalFolderWatcher(RegistryWatcher):
                 f"local registry {self.name}: model {mv.model} version {mv.version}: {folder} is gone"
             )
         return dataclasses.replace(mv, path=str(folder.resolve()))
+
+    def describe(self) -> str:
+        """The registry's root folder."""
+        return str(self.root)
+
+    def list_versions(self, model: str) -> list[str]:
+        """Every version folder of ``model``, complete or not, in version order."""
+        folder = self.root / model
+        if not folder.is_dir():
+            raise UnknownModelVersionError(self.name, self.describe(), model, None)
+        try:
+            names = [e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+        except OSError as e:
+            raise RegistryError(f"local registry {self.name}: cannot list {folder}: {e}") from e
+        return sorted((n for n in names if n != CHAMPION_FILE), key=version_sort_key)
+
+    def find_version(self, model: str, version: str) -> ModelVersion:
+        """The version folder ``<root>/<model>/<version>``."""
+        if not (self.root / model).is_dir():
+            raise UnknownModelVersionError(self.name, self.describe(), model, None)
+        if not (self.root / model / version).is_dir() or version == CHAMPION_FILE:
+            raise UnknownModelVersionError(self.name, self.describe(), model, version)
+        champion = self.champion(model)
+        mv = ModelVersion(
+            model=model,
+            version=version,
+            registry=self.name,
+            aliases=("champion",) if champion == version else (),
+        )
+        return self.fetch(mv)
 
     def _seen_versions(self, model: str) -> set[str]:
         seen = self._seen.get(model)

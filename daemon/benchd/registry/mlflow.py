@@ -23,13 +23,15 @@ from typing import Any
 import requests
 
 from benchd.errors import RegistryError
-from benchd.records import ModelVersion
-from benchd.registry.base import CursorStore, RegistryWatcher
+from benchd.records import ModelVersion, version_sort_key
+from benchd.registry.base import CursorStore, RegistryWatcher, UnknownModelVersionError
 from benchd.registry.mlflow_http import ARTIFACTS_API, MLflowAPIError, MLflowAuth, MLflowClient
 
 logger = logging.getLogger(__name__)
 
 GIB = 1 << 30
+#: MLflow error codes that mean "no such model or version".
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 _SAFE = "-_.+=@ "
 
 
@@ -135,6 +137,48 @@ class MLflowWatcher(RegistryWatcher):
             raise
         version = doc.get("model_version", {}).get("version")
         return str(version) if version is not None else None
+
+    def describe(self) -> str:
+        """The tracking server URL without credentials."""
+        return self.url
+
+    def list_versions(self, model: str) -> list[str]:
+        """Every version of ``model``, in version (creation) order."""
+        self._registered_model(model)
+        quote = "'" if "'" not in model else '"'
+        versions: list[str] = []
+        for doc in self._pages(
+            "/model-versions/search",
+            {"filter": f"name={quote}{model}{quote}"},
+            what=f"listing versions of model {model!r}",
+        ):
+            versions += [str(v["version"]) for v in doc.get("model_versions", []) if v.get("version")]
+        return sorted(set(versions), key=version_sort_key)
+
+    def find_version(self, model: str, version: str) -> ModelVersion:
+        """The registered version, its artifact downloaded into the cache."""
+        try:
+            doc = self.client.get_json(
+                "/model-versions/get",
+                {"name": model, "version": version},
+                what=f"reading model {model!r} version {version!r}",
+            )
+        except MLflowAPIError as e:
+            if e.status in (400, 404) and e.error_code in _NOT_FOUND:
+                self._registered_model(model)
+                raise UnknownModelVersionError(self.name, self.describe(), model, version) from e
+            raise
+        raw = doc.get("model_version") or {}
+        mv = self._version({"name": model, "version": version, **raw})
+        return self.fetch(mv)
+
+    def _registered_model(self, model: str) -> None:
+        try:
+            self.client.get_json("/registered-models/get", {"name": model}, what=f"reading model {model!r}")
+        except MLflowAPIError as e:
+            if e.status in (400, 404) and e.error_code in _NOT_FOUND:
+                raise UnknownModelVersionError(self.name, self.describe(), model, None) from e
+            raise
 
     def fetch(self, mv: ModelVersion) -> ModelVersion:
         """Download the version's files into ``<cache_dir>/<model>/<version>/`` (reused when present).

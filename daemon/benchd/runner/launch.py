@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,35 +114,148 @@ def start_worker(
     return proc
 
 
-class WorkerProcess:
-    """One running worker; :meth:`wait` returns its exit status, or None on timeout or cancel."""
+@dataclass(frozen=True)
+class WorkerEnd:
+    """How a worker process ended.
 
-    def __init__(self, spec: RunSpec, out_dir: Path, on_event: EventHandler | None, python: str) -> None:
+    Attributes:
+        payload: the worker's ``result.json`` (results, or ``{"error": ...}``), None when it left none.
+        outcome: ``ok`` (a result was read, which may still hold an error), ``failed`` or ``timeout``.
+        error_kind: a :class:`~benchd.errors.RunError` kind when the worker failed, else None.
+        error: a sentence saying why, else None.
+    """
+
+    payload: dict[str, Any] | None
+    outcome: str = "ok"
+    error_kind: str | None = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when the worker left no usable result, or its result is an error."""
+        return self.error_kind is not None
+
+
+class WorkerProcess:
+    """One running worker; :meth:`wait` delivers its events on the waiting thread and returns its status.
+
+    The reader thread only moves JSON lines from the worker's stdout into a queue; ``on_event`` runs on
+    the thread that calls :meth:`wait`, so callers never need locks for their bookkeeping.
+    """
+
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        out_dir: Path,
+        *,
+        on_event: EventHandler | None = None,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir = out_dir
-        spec_path = out_dir / "spec.json"
-        spec_path.write_text(json.dumps(to_dict(spec), indent=1))
+        self.on_event = on_event
         self.stderr_path = out_dir / "worker.log"
-        self.proc = start_worker("benchd.runner", [str(spec_path), str(out_dir)], out_dir, python)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.proc = start_worker(module, args, out_dir, python, dict(env or {}))
         self.reader = threading.Thread(
-            target=read_events, args=(self.proc.stdout, on_event), name="benchd-worker-events", daemon=True
+            target=read_events,
+            args=(self.proc.stdout, self.events.put),
+            name="benchd-worker-events",
+            daemon=True,
         )
         self.reader.start()
 
+    def _deliver(self, timeout_s: float) -> bool:
+        try:
+            event = self.events.get(timeout=timeout_s)
+        except queue.Empty:
+            return False
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # a broken progress display or bookkeeping bug must not break the run
+                logger.exception("worker event handler failed")
+        return True
+
+    def _drain(self) -> None:
+        self.reader.join(timeout=5.0)
+        while self._deliver(0.0):
+            pass
+
     def wait(self, timeout_s: float, cancel: threading.Event | None) -> int | None:
-        """Wait for the worker; kill it at ``timeout_s`` or when ``cancel`` is set."""
+        """Wait for the worker; kill its group at ``timeout_s`` or when ``cancel`` is set (then None)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            try:
-                code = self.proc.wait(timeout=0.1)
-                self.reader.join(timeout=2.0)
+            if self._deliver(0.1):
+                continue
+            code = self.proc.poll()
+            if code is not None:
+                self._drain()
                 return code
-            except subprocess.TimeoutExpired:
-                pass
             if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
                 kill_group(self.proc)
-                self.reader.join(timeout=2.0)
+                self._drain()
                 return None
+
+
+def run_worker(
+    module: str,
+    args: list[str],
+    out_dir: Path,
+    *,
+    timeout_s: float,
+    what: str,
+    cancel: threading.Event | None = None,
+    on_event: EventHandler | None = None,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> WorkerEnd:
+    """Run ``python -m module args`` as a worker until it ends, and say how it ended.
+
+    The one launcher of both workers (a run and a comparison batch): its own process group, a timeout,
+    ``cancel``, the result file, and the same error kinds (``worker_crashed``, ``timeout``,
+    ``interrupted``, or the worker's own). ``what`` names the job in messages ("the run",
+    "the comparison"). Never raises for a failed worker.
+    """
+    (out_dir / "result.json").unlink(missing_ok=True)
+    try:
+        worker = WorkerProcess(module, args, out_dir, on_event=on_event, python=python, env=env)
+    except OSError as e:
+        return WorkerEnd(None, "failed", "worker_crashed", f"cannot start the worker process for {what}: {e}")
+    code = worker.wait(timeout_s, cancel)
+    if code is None:
+        if cancel is not None and cancel.is_set():
+            return WorkerEnd(
+                None, "failed", "interrupted", f"{what} was interrupted (benchd is shutting down)"
+            )
+        return WorkerEnd(
+            None,
+            "timeout",
+            "timeout",
+            f"{what} did not finish within its timeout of {timeout_s:g} s and was killed",
+        )
+    result_path = out_dir / "result.json"
+    if not result_path.is_file():
+        tail = stderr_tail(worker.stderr_path)
+        why = (
+            f"crashed with {signal_name(-code)}"
+            if code < 0
+            else f"exited with status {code} without a result"
+        )
+        message = f"the worker of {what} {why}" + (f"; its last output:\n{tail}" if tail else "")
+        return WorkerEnd(None, "failed", "worker_crashed", message)
+    try:
+        payload = json.loads(result_path.read_text())
+    except (OSError, ValueError) as e:
+        return WorkerEnd(
+            None, "failed", "worker_crashed", f"the worker of {what} left an unreadable result: {e}"
+        )
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if error:
+        return WorkerEnd(payload, "failed", str(error.get("kind", "internal")), str(error.get("message", "")))
+    return WorkerEnd(payload)
 
 
 def run_spec(
@@ -190,31 +304,23 @@ def run_spec(
             output_dir=str(out_dir),
         )
 
-    try:
-        worker = WorkerProcess(spec, out_dir, on_event, python)
-    except OSError as e:
-        return failed("failed", "worker_crashed", f"cannot start the worker process: {e}")
-    code = worker.wait(spec.timeout_s, cancel)
-    if code is None:
-        if cancel is not None and cancel.is_set():
-            return failed("failed", "interrupted", "the run was interrupted (benchd is shutting down)")
-        return failed(
-            "timeout",
-            "timeout",
-            f"the run did not finish within its timeout of {spec.timeout_s:g} s and was killed",
-        )
-    result_path = out_dir / "result.json"
-    if not result_path.is_file():
-        tail = stderr_tail(worker.stderr_path)
-        if code < 0:
-            message = f"the worker crashed with {signal_name(-code)}"
-        else:
-            message = f"the worker exited with status {code} without a result"
-        return failed("failed", "worker_crashed", message + (f"; its last output:\n{tail}" if tail else ""))
-    payload = json.loads(result_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = out_dir / "spec.json"
+    spec_path.write_text(json.dumps(to_dict(spec), indent=1))
+    end = run_worker(
+        "benchd.runner",
+        [str(spec_path), str(out_dir)],
+        out_dir,
+        timeout_s=spec.timeout_s,
+        what="the run",
+        cancel=cancel,
+        on_event=on_event,
+        python=python,
+    )
+    payload = end.payload or {}
     fingerprint.update({k: v for k, v in payload.get("worker", {}).items() if v is not None})
-    if "error" in payload:
-        return failed("failed", payload["error"]["kind"], payload["error"]["message"])
+    if end.failed:
+        return failed(end.outcome, end.error_kind or "internal", end.error or "")
     results = tuple(
         _measure_window(from_dict(ScenarioResult, r), meter, meter_device) for r in payload["results"]
     )

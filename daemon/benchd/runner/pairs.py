@@ -1,7 +1,7 @@
 """The comparison worker: interleaved A B A B trials of a baseline and a candidate in one process.
 
 ``python -m benchd.runner.pairs PLAN.json OUT_DIR`` loads both model versions of a
-:class:`~benchd.comparison.ComparisonPlan` once, feeds both the same seeded inputs, warms both up (those
+:class:`~benchd.compare.plan.ComparisonPlan` once, feeds both the same seeded inputs, warms both up (those
 queries are discarded), then runs pairs of short measured trials. Pair ``i`` runs the baseline first when
 ``i`` is even and the candidate first when it is odd (AB, BA, AB, ...), so an order effect (the second
 trial of a pair finding warmer caches, a clock ramping up) cancels out over the batch. Each trial starts
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchd.comparison import STOP_FILE, ComparisonPlan
+from benchd.compare.plan import SIDES, STOP_FILE, ComparisonPlan
 from benchd.errors import RunError
 from benchd.loadgen.scenarios import (
     Measurement,
@@ -39,7 +39,7 @@ from benchd.loadgen.scenarios import (
     run_server,
     run_warmup,
 )
-from benchd.records import RunSpec, ScenarioSettings, from_dict
+from benchd.records import ScenarioSettings, from_dict
 from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
 from benchd.runner.timing import autocast_context, make_query
 from benchd.runner.worker import (
@@ -52,7 +52,6 @@ from benchd.runner.worker import (
     worker_main,
 )
 
-SIDES = ("baseline", "candidate")
 #: Queries discarded at the start of every trial (the model was just switched in).
 TRIAL_WARMUP_QUERIES = 10
 
@@ -76,36 +75,17 @@ class _Side:
     typical_ns: float = 1e6
 
 
-def _spec(plan: ComparisonPlan, side: str) -> RunSpec:
-    version = plan.baseline_version if side == "baseline" else plan.candidate_version
-    path = plan.baseline_path if side == "baseline" else plan.candidate_path
-    return RunSpec(
-        model=plan.model,
-        version=version,
-        model_path=path,
-        scenarios=(plan.scenario,),
-        batch_sizes=(plan.batch_size,),
-        device=plan.device,
-        dtype=plan.dtype,
-        amp=plan.amp,
-        compile=plan.compile,
-        threads=plan.threads,
-        allow_pickle=plan.allow_pickle,
-        seed=plan.seed,
-    )
-
-
 def _load_side(plan: ComparisonPlan, side: str, device: torch.device, amp_dtype: torch.dtype | None) -> _Side:
-    spec = _spec(plan, side)
+    spec = plan.spec(side)
     try:
         model, model_spec = prepare_model(spec, device)
         samples = sample_set(model_spec, plan.seed)  # the same seed: both sides see identical inputs
-        dtype = torch_dtype(plan.dtype)
+        dtype = torch_dtype(spec.dtype)
         if dtype != torch.float32:
             samples = [s.to(dtype) if s.is_floating_point() else s for s in samples]
         preprocess = make_preprocess(model_spec.preprocess, device) if model_spec.preprocess else None
         settings = plan.scenario
-        spq = settings.samples_per_query if settings.name == "multi_stream" else plan.batch_size
+        spq = plan.samples_per_query
         batches = make_batches(samples, model_spec.inputs, spq, pin_memory=device.type == "cuda")
         query = make_query(model, batches, device, preprocess)
         with torch.inference_mode(), autocast_context(device, amp_dtype):
@@ -170,11 +150,11 @@ def _trial(
 
 def run_pairs(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     """Load both versions, warm them up, run pairs until stopped; return the summary for ``result.json``."""
-    if plan.threads:
-        torch.set_num_threads(plan.threads)
+    if plan.candidate.threads:
+        torch.set_num_threads(plan.candidate.threads)
     torch.manual_seed(plan.seed)
     device = resolve_device(plan.device)
-    amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if plan.amp else None
+    amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if plan.candidate.amp else None
     sides = {name: _load_side(plan, name, device, amp_dtype) for name in SIDES}
 
     def stack_factory() -> ExitStack:

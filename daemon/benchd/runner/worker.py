@@ -139,7 +139,7 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                 if ran_multi_stream:
                     continue  # its query size is samples_per_query, whatever the batch-size sweep says
                 ran_multi_stream = True
-            bs = settings.samples_per_query if settings.name == "multi_stream" else batch_size
+            bs = settings.samples_per_query_at(batch_size)
             batches = make_batches(samples, model_spec.inputs, bs, pin_memory=device.type == "cuda")
             timer = DeviceTimer() if device.type == "cuda" else None
             query = make_query(model, batches, device, preprocess, timer)

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from benchd.cli.tables import format_seconds
 from benchd.config import read_daemon_config
+from benchd.records import COMPLETED_RUN_STATES
 
 #: (version, MLP width, what it shows). Width scales the hidden layers, so compute grows ~width^2.
 VERSIONS = (
@@ -101,10 +103,6 @@ def _write_version(root: Path, version: str, width: float) -> None:
     staging.rename(target)  # appears complete at once (READY marker inside)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"
-
-
 def _wait_run(app: Any, version: str, stop: threading.Event) -> Any:
     while not stop.is_set():
         runs = [r for r in app.store.list_runs(model=MODEL, limit=20) if r.version == version]
@@ -116,7 +114,7 @@ def _wait_run(app: Any, version: str, stop: threading.Event) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo."""
-    from benchd.app import BenchdApp
+    from benchd.service.app import BenchdApp
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="benchd-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -159,13 +157,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _report(app: Any, record: Any) -> None:
-    if record.state not in ("ok", "invalid") or record.result is None:
+    if record.state not in COMPLETED_RUN_STATES or record.result is None:
         print(f"        run {record.id}: {record.state}: {record.error}")
         return
     for r in record.result.results:
         print(
-            f"        run {record.id}: {r.scenario} p50 {_ms(r.latency.p50_s)}  p99 {_ms(r.latency.p99_s)}  "
-            f"{r.throughput_qps:,.0f} queries/s"
+            f"        run {record.id}: {r.scenario} p50 {format_seconds(r.latency.p50_s)}  "
+            f"p99 {format_seconds(r.latency.p99_s)}  {r.throughput_qps:,.0f} queries/s"
         )
     verdict = app.store.verdict_for(MODEL, record.version)
     if verdict is None:

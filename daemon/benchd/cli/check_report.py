@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchd.cli.tables import format_seconds, format_table
 from benchd.records import MetricVerdict, Verdict, to_dict
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -69,7 +70,7 @@ def format_value(metric: str, value: float) -> str:
     """A metric value for the table: latencies in ms/us, throughput per second, energy in mJ/J."""
     unit = _UNITS.get(metric, "")
     if unit == "s":
-        return f"{value * 1e6:.1f}us" if value < 1e-3 else f"{value * 1e3:.3f}ms"
+        return format_seconds(value)
     if unit == "J":
         return f"{value * 1e3:.3f}mJ" if value < 1 else f"{value:.3f}J"
     return f"{value:,.1f}/s"
@@ -97,10 +98,7 @@ def format_report(report: CheckReport) -> str:
         title += f" on {report.verdicts[0].device}"
     lines = [title]
     if len(rows) > 1:
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        table.insert(1, "  ".join("-" * w for w in widths))
-        lines += table
+        lines.append(format_table(header, rows[1:]))
     verdict_states = ", ".join(sorted({v.state for v in report.verdicts})) or "no verdict"
     passes = (
         " (passes: --inconclusive-passes)"

@@ -12,13 +12,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from benchd import __version__
-from benchd.api import API
 from benchd.config import DaemonConfig
 from benchd.devices import open_devices
 from benchd.devices.fingerprint import host_fingerprint
 from benchd.devices.meter import WindowSampler
-from benchd.export import SnapshotBuilder
 from benchd.history import HistoryStore, HostView, ScopedCursorStore, open_store
 from benchd.metrics.cache import MetricsExporter, ResultsCache
 from benchd.metrics.health import DaemonStats, ScrapeStats, register_daemon_collectors
@@ -26,8 +23,12 @@ from benchd.metrics.server import HTTPService, Route
 from benchd.metrics.snapshot import DeviceInfoSeries
 from benchd.records import ModelVersion, RunResult, RunSpec
 from benchd.registry.factory import build_watchers
-from benchd.scheduler import PollJob, Scheduler
-from benchd.slots import Slot, SlotWorker
+from benchd.service.api import API
+from benchd.service.scheduler import PollJob, Scheduler
+from benchd.service.slots import Slot, SlotWorker
+from benchd.service.snapshots import SnapshotBuilder
+from benchd.service.verdicts import VerdictMaker
+from benchd.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,16 @@ class BenchdApp:
             for slot in self.slots
         ]
         self._fingerprints: dict[str, dict[str, Any]] = {}
+        self.verdicts = VerdictMaker(
+            self.store,
+            self.watchers,
+            config.benchmark,
+            config.verdict,
+            self.runs_dir,
+            meter=self.sampler,
+            fingerprint=self.fingerprint,
+            torch_device=self._torch_device,
+        )
         self.started = threading.Event()
 
     # ------------------------------------------------------------------ building blocks
@@ -147,24 +158,13 @@ class BenchdApp:
     # ------------------------------------------------------------------ queue
     def spec_for(self, mv: ModelVersion, slot: Slot, baseline: str | None = None) -> RunSpec:
         """The RunSpec that benchmarks ``mv`` on ``slot`` with the configured settings."""
-        b = self.config.benchmark
-        registry = self.config.registries and next(
-            (r for r in self.config.registries if r.name == mv.registry), None
-        )
-        return RunSpec(
+        registry = next((r for r in self.config.registries if r.name == mv.registry), None)
+        return self.config.benchmark.run_spec(
             model=mv.model,
             version=mv.version,
             model_path=mv.path,
-            scenarios=b.scenarios,
-            batch_sizes=b.batch_sizes,
             device=slot.name,
-            dtype=b.dtype,
-            amp=b.amp,
-            compile=b.compile,
-            threads=b.threads,
-            allow_pickle=b.allow_pickle or bool(registry and registry.allow_pickle),
-            timeout_s=b.timeout_s,
-            seed=b.seed,
+            allow_pickle=bool(registry and registry.allow_pickle),
             baseline=baseline,
         )
 
@@ -204,7 +204,7 @@ class BenchdApp:
 
     def rerun_champions(self) -> None:
         """Cron job: re-benchmark each model's champion to catch drift from drivers, heat or hosts."""
-        from benchd.scheduler import PRIORITY_CRON
+        from benchd.service.scheduler import PRIORITY_CRON
 
         for name, watcher in self.watchers.items():
             for model in {v.model for v in self.store.list_versions() if v.registry == name}:
@@ -224,12 +224,12 @@ class BenchdApp:
         self.refresh_metrics()
 
     def decide_verdicts(self, record: Any, result: RunResult, cancel: threading.Event) -> None:
-        """Compare the run's version with its baseline (see :mod:`benchd.verdicts`)."""
-        if not result.ok or self.config.verdict.mode == "off":
-            return
-        from benchd.verdicts import decide_for_run
+        """Compare the run's version with its baseline (see :mod:`benchd.service.verdicts`)."""
+        self.verdicts.decide_for_run(record, result, cancel)
 
-        decide_for_run(self, record, result, cancel)
+    def _torch_device(self, slot_name: str) -> str:
+        slot = next((s for s in self.slots if s.name == slot_name), None)
+        return slot.torch_device if slot is not None else slot_name
 
     def refresh_metrics(self) -> None:
         """Rebuild the results snapshot from the store and re-render the cached exposition."""

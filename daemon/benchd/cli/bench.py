@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from benchd.cli.tables import format_seconds, format_table
 from benchd.config import bench_config_from
 from benchd.config_fields import parse_duration_s
+from benchd.devices.context import DeviceContext
 from benchd.errors import BenchdError
-from benchd.evaluation import DeviceContext, apply_overrides, materialise, run_folder
+from benchd.evaluation import apply_overrides, materialise, run_folder
 from benchd.records import RunResult, to_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -112,7 +114,9 @@ class Progress:
         elif kind == "progress" and event.get("message") != "measure":
             self.label = f"{event['scenario']}: {event['message']}"
         elif kind == "scenario_done" and self.enabled and not self.tty:
-            self.stream.write(f"  done: p50 {_ms(event['p50_s'])}  p99 {_ms(event['p99_s'])}\n")
+            self.stream.write(
+                f"  done: p50 {format_seconds(event['p50_s'])}  p99 {format_seconds(event['p99_s'])}\n"
+            )
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
@@ -121,14 +125,6 @@ class Progress:
             bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
             self.stream.write(f"\r\033[K[{bar}] {frac:4.0%} {elapsed:5.1f}s  {self.label}")
             self.stream.flush()
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f}us"
-    return f"{seconds * 1e3:.3f}ms"
 
 
 def _energy(r: Any) -> str:
@@ -140,7 +136,7 @@ def _energy(r: Any) -> str:
     return f"{e.energy_per_sample_j * 1e3:.3f}mJ" if e.energy_per_sample_j is not None else "-"
 
 
-def format_table(result: RunResult) -> str:
+def format_result(result: RunResult) -> str:
     """A readable table of a run's scenario results."""
     header = (
         "scenario",
@@ -159,16 +155,20 @@ def format_table(result: RunResult) -> str:
     rows = [header]
     for r in result.results:
         lat = r.latency
-        ci = f"[{_ms(lat.p99_ci_low_s)}, {_ms(lat.p99_ci_high_s)}]" if lat.p99_ci_low_s is not None else "-"
+        ci = (
+            f"[{format_seconds(lat.p99_ci_low_s)}, {format_seconds(lat.p99_ci_high_s)}]"
+            if lat.p99_ci_low_s is not None
+            else "-"
+        )
         rows.append(
             (
                 r.scenario,
                 str(r.batch_size),
                 f"{r.queries:,}",
-                _ms(lat.p50_s),
-                _ms(lat.p90_s),
-                _ms(lat.p99_s),
-                _ms(lat.p999_s),
+                format_seconds(lat.p50_s),
+                format_seconds(lat.p90_s),
+                format_seconds(lat.p99_s),
+                format_seconds(lat.p999_s),
                 ci,
                 f"{r.throughput_qps:,.1f}",
                 f"{r.throughput_sps:,.1f}",
@@ -176,9 +176,7 @@ def format_table(result: RunResult) -> str:
                 "VALID" if r.valid else "INVALID",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [format_table(header, rows[1:])]
     notes = [
         f"  {r.scenario} bs={r.batch_size}: INVALID: {'; '.join(r.invalid_reasons)}"
         for r in result.results
@@ -190,8 +188,8 @@ def format_table(result: RunResult) -> str:
         if r.max_valid_qps
     ]
     dev = [
-        f"  {r.scenario} bs={r.batch_size}: device time p50 {_ms(r.device_time_p50_s)} vs harness p50 "
-        f"{_ms(r.latency.p50_s)}"
+        f"  {r.scenario} bs={r.batch_size}: device time p50 {format_seconds(r.device_time_p50_s)} "
+        f"vs harness p50 {format_seconds(r.latency.p50_s)}"
         for r in result.results
         if r.device_time_p50_s is not None
     ]
@@ -262,6 +260,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{result.model} on {result.device} ({device}), "
             f"torch {result.fingerprint.get('torch_version', '?')}"
         )
-        print(format_table(result))
+        print(format_result(result))
         print(f"raw latencies and summary.json: {out_dir}")
     return EXIT_OK

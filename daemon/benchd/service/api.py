@@ -23,9 +23,16 @@ from collections.abc import Callable
 from typing import Any
 
 from benchd.config import DaemonConfig
-from benchd.history import RunRecord, SQLiteHistoryStore
+from benchd.history import HistoryStore, RunRecord
 from benchd.metrics.server import HTTPError, Request, Response, Route, json_response
-from benchd.records import ModelVersion, to_dict
+from benchd.records import (
+    COMPLETED_RUN_STATES,
+    QUEUED,
+    RUNNING,
+    TERMINAL_RUN_STATES,
+    ModelVersion,
+    to_dict,
+)
 from benchd.registry.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -37,12 +44,11 @@ from benchd.registry.webhook import (
     parse_mlflow_event,
     verify_mlflow_signature,
 )
-from benchd.scheduler import PRIORITY_API, Scheduler
+from benchd.service.scheduler import PRIORITY_API, Scheduler
 
 logger = logging.getLogger(__name__)
 
 EnqueueFn = Callable[..., list[int]]
-TERMINAL = ("ok", "failed", "timeout", "invalid", "interrupted")
 
 
 class API:
@@ -51,7 +57,7 @@ class API:
     def __init__(
         self,
         config: DaemonConfig,
-        store: SQLiteHistoryStore,
+        store: HistoryStore,
         scheduler: Scheduler,
         enqueue: EnqueueFn,
         find_version: Callable[[str, str], ModelVersion | None],
@@ -119,11 +125,11 @@ class API:
                 for row in rows
                 if row.verdict.decided_unix_s >= (record.started_unix_s or 0)
             ]
-            if record.state in TERMINAL
+            if record.state in TERMINAL_RUN_STATES
             else []
         )
         body["verdicts_pending"] = (
-            record.state in ("ok", "invalid")
+            record.state in COMPLETED_RUN_STATES
             and self.config.verdict.mode != "off"
             and self.is_busy(record.id)
         )
@@ -155,7 +161,7 @@ class API:
             pending = [
                 r
                 for r in self.store.list_runs(model=model, limit=200)
-                if r.version == str(version) and r.state in ("queued", "running")
+                if r.version == str(version) and r.state in (QUEUED, RUNNING)
             ]
             if not pending:
                 raise HTTPError(409, "not_queued", "the run could not be queued")

@@ -1,28 +1,28 @@
 """The bookkeeping of one comparison batch: trials seen, the running decision, the verdict's inputs.
 
-Parent side (no torch): :func:`benchd.comparison.compare` feeds it the worker's trial events.
+Parent side (no torch): :func:`benchd.compare.run.compare` feeds it the worker's trial events.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from benchd.analysis import (
+    METRICS,
     InsufficientDataError,
+    Thresholds,
     Trial,
     decide,
     pair_trials,
     should_continue,
 )
+from benchd.compare.plan import ComparisonPlan
 from benchd.loadgen.stats import percentile_s
 from benchd.records import Verdict, to_dict
-
-if TYPE_CHECKING:
-    from benchd.comparison import ComparisonPlan
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ _STOP_WORDS = {
     "time_cap": "time cap reached",
     "stop_file": "stopped by benchd",
 }
+
+
+def thresholds_by_metric(plan: ComparisonPlan) -> dict[str, Thresholds]:
+    """Per-metric :class:`Thresholds` of a plan: the metric's own threshold, else ``plan.threshold``."""
+    return {m: Thresholds(plan.thresholds.get(m, plan.threshold), plan.min_effect) for m in METRICS}
 
 
 class Batch:
@@ -152,10 +157,9 @@ class Batch:
         """
         plan = self.plan
         trials, _ = self.decision_trials()
-        spq = plan.scenario.samples_per_query if plan.scenario.name == "multi_stream" else plan.batch_size
         verdict = decide(
             trials,
-            plan.thresholds_by_metric(),
+            thresholds_by_metric(plan),
             n_boot=plan.n_boot,
             seed=plan.seed,
             final=final,
@@ -163,7 +167,7 @@ class Batch:
             candidate_version=plan.candidate_version,
             baseline_version=plan.baseline_version,
             scenario=plan.scenario.name,
-            batch_size=spq,
+            batch_size=plan.samples_per_query,
             device=self.device,
         )
         self.decisions.append(
@@ -267,7 +271,7 @@ class Batch:
             "scenario": to_dict(plan.scenario),
             "batch_size": plan.batch_size,
             "device": self.device,
-            "candidate": {"version": plan.candidate_version, "path": plan.candidate_path},
-            "baseline": {"version": plan.baseline_version, "path": plan.baseline_path},
+            "candidate": {"version": plan.candidate_version, "path": plan.candidate.model_path},
+            "baseline": {"version": plan.baseline_version, "path": plan.baseline.model_path},
             "fingerprint": {**self.fingerprint, **self.worker.get("worker", {})},
         }

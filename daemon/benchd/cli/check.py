@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchd.check_report import (
+from benchd.cli.check_report import (
     NO_BASELINE,
     CheckReport,
     format_report,
@@ -27,9 +27,8 @@ from benchd.check_report import (
 )
 from benchd.config_fields import parse_duration_s
 from benchd.errors import BenchdError
-from benchd.records import SCENARIOS, Verdict, from_dict
+from benchd.records import COMPLETED_RUN_STATES, SCENARIOS, TERMINAL_RUN_STATES, Verdict, from_dict
 
-TERMINAL_RUN_STATES = ("ok", "failed", "timeout", "invalid", "interrupted")
 _POLL_S = 2.0
 
 
@@ -119,9 +118,10 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     Raises:
         BenchdError: the config is invalid, a registry is unreachable, the model or version is unknown.
     """
-    from benchd.comparison import ComparisonPlan, compare
+    from benchd.analysis import choose_baseline
+    from benchd.compare.run import compare, plan_comparison
     from benchd.config import load_daemon_config
-    from benchd.evaluation import DeviceContext
+    from benchd.devices.context import DeviceContext
     from benchd.registry import MemoryCursorStore
     from benchd.registry.factory import build_watcher
 
@@ -135,13 +135,16 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     cursor = MemoryCursorStore()
     watchers = [build_watcher(r, data_dir=config.data_dir, cursor_store=cursor) for r in registries]
     candidate, watcher, registry_cfg = _find_candidate(watchers, registries, args.model, report.version)
-    baseline = _resolve_baseline(watcher, candidate.version, args.baseline, args.model)
-    if baseline is None:
-        report.notes.append(
-            f"{NO_BASELINE}: model {args.model!r} has no champion and no version older than "
-            f"{report.version!r} in registry {watcher.name!r}"
-        )
+    choice = choose_baseline(
+        candidate.version,
+        watcher.list_versions(args.model),
+        champion=watcher.champion(args.model),
+        requested=args.baseline,
+    )
+    if choice.version is None:
+        report.notes.append(f"{NO_BASELINE}: {choice.reason} (registry {watcher.name!r})")
         return
+    baseline = watcher.find_version(args.model, choice.version)
     report.baseline = baseline.version
     scenarios = _scenarios(config.benchmark.scenarios, args.scenario)
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="benchd-check-"))
@@ -152,7 +155,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
                 raise BenchdError(f"gave up: --timeout {args.timeout} passed before scenario {settings.name}")
-            plan = ComparisonPlan.from_config(
+            plan = plan_comparison(
                 config.benchmark,
                 config.verdict,
                 model=args.model,
@@ -162,7 +165,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
                 baseline_path=baseline.path,
                 scenario=settings,
                 device=device,
-                allow_pickle=registry_cfg.allow_pickle or config.benchmark.allow_pickle,
+                allow_pickle=registry_cfg.allow_pickle,
             )
             plan = plan.replace(timeout_s=min(plan.timeout_s, remaining_s))
             print(
@@ -195,12 +198,10 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
 def _find_candidate(
     watchers: list[Any], registries: list[Any], model: str, version: str
 ) -> tuple[Any, Any, Any]:
-    from benchd.registry.factory import find_version
-
     problems = []
     for watcher, cfg in zip(watchers, registries, strict=True):
         try:
-            return find_version(watcher, model, version), watcher, cfg
+            return watcher.find_version(model, version), watcher, cfg
         except BenchdError as e:
             problems.append(str(e))
     if len(problems) == 1:
@@ -208,20 +209,6 @@ def _find_candidate(
     raise BenchdError(
         f"model {model!r} version {version!r} is in no configured registry: " + "; ".join(problems)
     )
-
-
-def _resolve_baseline(watcher: Any, candidate: str, wanted: str, model: str) -> Any:
-    from benchd.registry.factory import find_version, previous_version
-
-    if wanted != "champion":
-        if wanted == candidate:
-            raise BenchdError(f"--baseline {wanted} is the candidate itself")
-        return find_version(watcher, model, wanted)
-    champion = watcher.champion(model)
-    if champion and champion != candidate:
-        return find_version(watcher, model, champion)
-    previous = previous_version(watcher, model, candidate)
-    return find_version(watcher, model, previous) if previous else None
 
 
 def _scenarios(configured: tuple[Any, ...], wanted: list[str] | None) -> list[Any]:
@@ -272,7 +259,7 @@ def check_with_daemon(args: argparse.Namespace, report: CheckReport, deadline: f
     for run_id in run_ids:
         record = _wait_for_run(url, run_id, headers, deadline, args.poll_interval, args.timeout)
         state = record.get("state")
-        if state not in ("ok", "invalid"):
+        if state not in COMPLETED_RUN_STATES:
             kind = record.get("error_kind") or state
             raise BenchdError(
                 f"run {run_id} of {args.model} {report.version} ended {state} ({kind}): {record.get('error')}"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-from benchd import __version__
+from benchd.cli import bench, check, config, demo, history, run
+from benchd.version import __version__
 
-#: Modules that each add one or more subcommands with ``add_parser(subparsers)``.
-COMMAND_MODULES = ("benchd.cli_bench", "benchd.cli_daemon", "benchd.cli_check", "benchd.demo")
+#: Modules that each add one or more subcommands with ``add_parser(subparsers)``, in ``--help`` order.
+COMMAND_MODULES = (run, bench, check, history, demo, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,61 @@
+"""``benchd run``: the daemon, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from benchd.config import DaemonConfig, load_daemon_config
+from benchd.errors import BenchdError, ConfigError
+
+EXIT_CONFIG = 2
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``run`` on the CLI's subparsers."""
+    run = sub.add_parser(
+        "run",
+        help="run the daemon: watch registries, benchmark new versions, export metrics",
+        description="Run benchd's main job until SIGTERM/SIGINT. With no --config it uses the embedded "
+        "default (configs/default.yaml): a local folder registry under $BENCHD_HOME (else "
+        "~/.local/share/benchd)/models, a SQLite store beside it, the GPUs NVML finds (else the "
+        "CPU), and /metrics plus the API on 127.0.0.1:9777. Exits 2 on a bad config.",
+    )
+    run.add_argument("--config", help="daemon config YAML [default: the embedded default]")
+    run.add_argument("--port", type=int, help="override http.port")
+    run.add_argument("--data-dir", help="override data_dir (store, local registry, run outputs)")
+    run.set_defaults(handler=cmd_run)
+
+
+def load_with_overrides(path: str | None, **overrides: Any) -> DaemonConfig:
+    """Load the daemon config (the embedded default when ``path`` is None) with CLI overrides applied.
+
+    Raises:
+        ConfigError: the config is invalid.
+    """
+    config = load_daemon_config(path)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "data_dir" in changes and path is None:
+        os.environ["BENCHD_HOME"] = changes.pop("data_dir")
+        config = load_daemon_config(None)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``benchd run``."""
+    try:
+        config = load_with_overrides(args.config, http_port=args.port, data_dir=args.data_dir)
+    except ConfigError as e:
+        print(f"benchd run: invalid config: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    from benchd.service.app import BenchdApp
+
+    try:
+        app = BenchdApp(config)
+    except BenchdError as e:
+        print(f"benchd run: cannot start: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    return app.run_forever()

@@ -1,0 +1,214 @@
+"""Candidate versus baseline in one batch of interleaved trials (parent side; never imports torch).
+
+:func:`compare` starts ``python -m benchd.runner.pairs`` (its own process group, killed on timeout or
+cancel), which runs short trials of both versions alternately on one device (AB, BA, AB, ...). Each trial
+the worker reports becomes an :class:`~benchd.analysis.Trial` (energy from the parent's sampler for the
+trial's window when there is one). Once ``min_pairs`` pairs are complete the batch is decided after every
+pair (:func:`~benchd.analysis.decide`, ``final=False``); when :func:`~benchd.analysis.should_continue`
+says stop (every metric decided, ``max_pairs`` done or the time cap reached) the parent writes the
+worker's stop file, and the verdict is decided once more with ``final=True``, so an undecided metric ends
+``inconclusive``, never a silent pass.
+
+How the daemon uses it, after the candidate's own run succeeded::
+
+    plan = plan_comparison(
+        config.benchmark, config.verdict, model=mv.model,
+        candidate_version=mv.version, candidate_path=mv.path,            # fetched folders
+        baseline_version=base.version, baseline_path=base.path,
+        scenario=settings, batch_size=bs, device=devices.resolve(config.benchmark.device),
+        allow_pickle=registry_cfg.allow_pickle,
+    )
+    outcome = compare(plan, out_dir, meter=devices.sampler, cancel=stop_event,
+                      host_fingerprint=devices.fingerprint(plan.device))
+    if outcome.verdict is not None:
+        store.save_verdict(outcome.verdict, outcome.inputs)
+    else:
+        logger.warning("comparison failed (%s): %s", outcome.error_kind, outcome.error)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchd.analysis import InsufficientDataError
+from benchd.compare.batch import Batch
+from benchd.compare.plan import STOP_FILE, ComparisonPlan
+from benchd.config import BenchConfig, VerdictConfig
+from benchd.records import ScenarioSettings, Verdict, to_dict
+from benchd.runner.launch import EventHandler, run_worker
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ComparisonOutcome", "compare", "plan_comparison"]
+
+
+def plan_comparison(
+    bench: BenchConfig,
+    verdict: VerdictConfig,
+    *,
+    model: str,
+    candidate_version: str,
+    candidate_path: str,
+    baseline_version: str,
+    baseline_path: str,
+    scenario: ScenarioSettings | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    allow_pickle: bool = False,
+) -> ComparisonPlan:
+    """Build a plan from the daemon's ``benchmark:`` and ``verdict:`` sections.
+
+    ``scenario`` and ``batch_size`` default to the config's first; ``device`` to ``bench.device`` (pass it
+    resolved: ``DeviceContext.resolve``); ``allow_pickle`` is the registry's permission. The timeout is the
+    run timeout plus the time cap.
+    """
+    common = {
+        "device": device or bench.device,
+        "scenarios": (scenario or bench.scenarios[0],),
+        "batch_sizes": (batch_size or bench.batch_sizes[0],),
+        "allow_pickle": allow_pickle,
+    }
+    return ComparisonPlan(
+        candidate=bench.run_spec(model=model, version=candidate_version, model_path=candidate_path, **common),
+        baseline=bench.run_spec(model=model, version=baseline_version, model_path=baseline_path, **common),
+        trial_s=verdict.trial_s,
+        min_pairs=verdict.min_pairs,
+        max_pairs=verdict.max_pairs,
+        time_cap_s=verdict.time_cap_s,
+        threshold=verdict.threshold,
+        min_effect=verdict.min_effect,
+        thresholds=dict(verdict.thresholds),
+        timeout_s=bench.timeout_s + verdict.time_cap_s,
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonOutcome:
+    """The result of :func:`compare`.
+
+    Attributes:
+        verdict: the final verdict, or None when the batch failed (then ``error_kind``/``error`` say why).
+        inputs: what the verdict was decided from, for ``store.save_verdict(verdict, inputs)``: method,
+            pairs, n per side, per-metric ratio/interval/m/t/state, per-trial durations and percentiles,
+            throttled trials, why the batch stopped, benchmarking seconds, the plan.
+        error_kind: a :class:`~benchd.errors.RunError` kind (``model_error``, ``timeout``,
+            ``worker_crashed``, ``interrupted``, ``insufficient_data``...), None on success.
+        error: a sentence saying what failed (which side, when the worker knows).
+        out_dir: the folder holding ``plan.json``, the trials' ``.npy`` latencies, ``worker.log`` and
+            ``result.json``.
+    """
+
+    verdict: Verdict | None
+    inputs: dict[str, Any]
+    error_kind: str | None = None
+    error: str | None = None
+    out_dir: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when a verdict was reached (it may still be ``inconclusive``)."""
+        return self.verdict is not None
+
+
+def compare(
+    plan: ComparisonPlan,
+    out_dir: str | Path,
+    *,
+    meter: Any = None,
+    cancel: threading.Event | None = None,
+    on_event: EventHandler | None = None,
+    host_fingerprint: dict[str, Any] | None = None,
+    meter_device: str | None = None,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> ComparisonOutcome:
+    """Run one comparison batch and decide; never raises for a failed run (the outcome says why).
+
+    Args:
+        plan: what to compare and how (see :class:`ComparisonPlan`).
+        out_dir: where the worker writes its trials, ``worker.log`` and ``result.json`` (stale ``stop`` and
+            ``result.json`` files from an earlier batch there are removed first).
+        meter: a started ``devices.meter.WindowSampler`` or None; when given, each trial gets its window's
+            energy (J) and throttling is checked from its telemetry.
+        cancel: when set, the worker is killed and the outcome's ``error_kind`` is ``interrupted``.
+        on_event: called (on this thread) with every event the worker reports.
+        host_fingerprint: the parent's view of the hardware (``devices.fingerprint``), kept in the inputs.
+        meter_device: the device the meter reads (a scheduler slot's ``cuda:N``, a fake device); default:
+            the device the worker reports.
+        python: the interpreter that runs the worker.
+        env: extra environment variables for the worker (e.g. ``PYTHONPATH`` for pickled model classes).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (STOP_FILE, "result.json"):
+        (out / stale).unlink(missing_ok=True)
+    plan_path = out / "plan.json"
+    plan_path.write_text(json.dumps(to_dict(plan), indent=1))
+    batch = Batch(plan, meter, host_fingerprint, meter_device)
+    started = time.monotonic()
+
+    def failed(kind: str, message: str) -> ComparisonOutcome:
+        logger.warning(
+            "comparison of %s %s with %s failed (%s): %s",
+            plan.model,
+            plan.candidate_version,
+            plan.baseline_version,
+            kind,
+            message.splitlines()[0] if message else "",
+        )
+        inputs = batch.inputs(stopped="error", wall_s=time.monotonic() - started)
+        return ComparisonOutcome(None, inputs, kind, message, str(out))
+
+    def handle(event: dict[str, Any]) -> None:
+        if on_event is not None:
+            try:
+                on_event(event)
+            except Exception:  # a broken progress display must not break the batch
+                logger.exception("comparison event handler failed")
+        if batch.add_event(event) and not (out / STOP_FILE).exists() and batch.should_stop():
+            (out / STOP_FILE).write_text(batch.stop_reason)
+
+    end = run_worker(
+        "benchd.runner.pairs",
+        [str(plan_path), str(out)],
+        out,
+        timeout_s=plan.timeout_s,
+        what="the comparison",
+        cancel=cancel,
+        on_event=handle,
+        python=python,
+        env=env,
+    )
+    batch.worker = end.payload or {}
+    if end.failed:
+        return failed(end.error_kind or "internal", end.error or "")
+    payload = batch.worker
+    try:
+        verdict = batch.decide(final=True)
+    except InsufficientDataError as e:
+        return failed("insufficient_data", f"no verdict: {e}")
+    stopped = batch.stop_reason or str(payload.get("stopped", ""))
+    note = "; ".join(n for n in (verdict.note, *batch.notes(stopped, verdict)) if n)
+    verdict = dataclasses.replace(verdict, note=note, decided_unix_s=time.time())
+    inputs = batch.inputs(stopped=stopped, wall_s=time.monotonic() - started, verdict=verdict)
+    logger.info(
+        "%s %s vs %s (%s bs=%d %s): %s after %d pairs",
+        plan.model,
+        plan.candidate_version,
+        plan.baseline_version,
+        plan.scenario.name,
+        plan.batch_size,
+        batch.device,
+        verdict.state,
+        batch.pairs_done,
+    )
+    return ComparisonOutcome(verdict, inputs, None, None, str(out))

@@ -1,0 +1,256 @@
+"""Daemon side of a verdict: after a candidate's run, pick its baseline and decide, per scenario.
+
+``verdict.mode: batch`` (default) re-measures the baseline in one batch of interleaved trials with the
+candidate (:mod:`benchd.compare`); ``history`` compares stored runs only and says it is weaker. The baseline
+rule is :func:`benchd.analysis.choose_baseline`, the same one ``benchd check`` uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from benchd.analysis import (
+    BaselineCandidate,
+    BaselineChoice,
+    Thresholds,
+    choose_baseline,
+    decide_from_history,
+    eligible_runs,
+)
+from benchd.compare.run import compare, plan_comparison
+from benchd.config import BenchConfig, VerdictConfig
+from benchd.errors import RegistryError
+from benchd.history import HistoryStore, RunRecord
+from benchd.records import ModelVersion, RunResult, ScenarioResult, Verdict
+from benchd.registry.base import RegistryWatcher
+
+logger = logging.getLogger(__name__)
+
+
+class VerdictMaker:
+    """Decides and stores the verdicts of a finished run.
+
+    Args:
+        store: the history store (versions, stored runs, verdicts).
+        watchers: the registry watchers by registry name (champion aliases, fetching folders).
+        bench: the ``benchmark:`` settings both sides of a comparison run with.
+        verdict: the ``verdict:`` settings (mode, thresholds, pairs, time cap).
+        runs_dir: where each run's folder is (comparison outputs go inside it).
+        meter: the started device sampler (energy of each trial), or None.
+        fingerprint: a slot's hardware fingerprint (``hardware_class`` included).
+        torch_device: the device torch runs on for a slot (a fake GPU slot runs on the CPU).
+    """
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        watchers: Mapping[str, RegistryWatcher],
+        bench: BenchConfig,
+        verdict: VerdictConfig,
+        runs_dir: Path,
+        *,
+        meter: Any = None,
+        fingerprint: Callable[[str], dict[str, Any]] = lambda slot: {},
+        torch_device: Callable[[str], str] = lambda slot: slot,
+    ) -> None:
+        self.store = store
+        self.watchers = watchers
+        self.bench = bench
+        self.verdict = verdict
+        self.runs_dir = runs_dir
+        self.meter = meter
+        self.fingerprint = fingerprint
+        self.torch_device = torch_device
+
+    def champion(self, mv: ModelVersion) -> str | None:
+        """The version the registry's champion alias names for ``mv``'s model, or None."""
+        watcher = self.watchers.get(mv.registry)
+        if watcher is None:
+            return None
+        try:
+            return watcher.champion(mv.model)
+        except RegistryError as e:
+            logger.warning("cannot read the champion of %s: %s", mv.model, e)
+            return None
+
+    def pick_baseline(
+        self, mv: ModelVersion, result: ScenarioResult, hardware_class: str, requested: str | None
+    ) -> BaselineChoice:
+        """The baseline of ``mv`` for ``result``'s scenario, batch size, device and hardware class."""
+        runs = [
+            BaselineCandidate(
+                version=row.version,
+                scenario=row.result.scenario,
+                batch_size=row.result.batch_size,
+                device=row.result.device,
+                hardware_class=row.hardware_class or "",
+                valid=row.result.valid,
+                throttled=bool(row.result.telemetry and row.result.telemetry.throttled),
+            )
+            for row in self.store.result_rows(model=mv.model)
+        ]
+        why_not = eligible_runs(
+            runs,
+            scenario=result.scenario,
+            batch_size=result.batch_size,
+            device=result.device,
+            hardware_class=hardware_class,
+        )
+        versions = [v.version for v in self.store.list_versions(mv.model)]
+        return choose_baseline(
+            mv.version, versions, champion=self.champion(mv), requested=requested, why_not=why_not
+        )
+
+    def _local(self, model: str, version: str) -> ModelVersion | None:
+        mv = self.store.get_version(model, version)
+        if mv is None:
+            return None
+        watcher = self.watchers.get(mv.registry)
+        return watcher.fetch(mv) if watcher is not None else mv
+
+    def decide_for_run(self, record: RunRecord, result: RunResult, cancel: threading.Event) -> list[Verdict]:
+        """Decide and store a verdict for each scenario of ``result`` (its first batch size)."""
+        if not result.ok or self.verdict.mode == "off":
+            return []
+        mv = self._local(record.model, record.version)
+        if mv is None:
+            return []
+        hardware_class = str(result.fingerprint.get("hardware_class", ""))
+        seen: set[str] = set()
+        verdicts = []
+        for scenario_result in result.results:
+            if scenario_result.scenario in seen or cancel.is_set():
+                continue
+            seen.add(scenario_result.scenario)
+            choice = self.pick_baseline(mv, scenario_result, hardware_class, record.spec.baseline)
+            what = f"{mv.model}/{mv.version} {scenario_result.scenario}"
+            if choice.version is None:
+                logger.info("verdict %s: none (%s)", what, choice.reason)
+                continue
+            try:
+                base = self._local(mv.model, choice.version)
+            except RegistryError as e:
+                logger.warning("verdict %s: cannot fetch baseline %s: %s", what, choice.version, e)
+                continue
+            if base is None:
+                logger.warning("verdict %s: baseline %s is unknown to the store", what, choice.version)
+                continue
+            logger.info(
+                "verdict %s bs=%d against %s (%s), mode %s",
+                what,
+                scenario_result.batch_size,
+                base.version,
+                choice.reason,
+                self.verdict.mode,
+            )
+            if self.verdict.mode == "history":
+                verdict = self._decide_history(mv, base, scenario_result, hardware_class)
+            else:
+                verdict = self._decide_batch(record, mv, base, scenario_result, cancel)
+            if verdict is not None:
+                log_verdict(verdict)
+                verdicts.append(verdict)
+        return verdicts
+
+    def _decide_batch(
+        self,
+        record: RunRecord,
+        mv: ModelVersion,
+        base: ModelVersion,
+        r: ScenarioResult,
+        cancel: threading.Event,
+    ) -> Verdict | None:
+        settings = next(s for s in record.spec.scenarios if s.name == r.scenario)
+        plan = plan_comparison(
+            self.bench,
+            self.verdict,
+            model=mv.model,
+            candidate_version=mv.version,
+            candidate_path=mv.path,
+            baseline_version=base.version,
+            baseline_path=base.path,
+            scenario=settings,
+            batch_size=r.batch_size,
+            device=self.torch_device(r.device),  # the slot's label is cuda:N, torch may run on the CPU
+            allow_pickle=record.spec.allow_pickle,
+        )
+        out_dir = self.runs_dir / str(record.id) / f"compare-{r.scenario}-bs{r.batch_size}"
+        fingerprint = self.fingerprint(r.device)
+        outcome = compare(
+            plan,
+            out_dir,
+            meter=self.meter,
+            cancel=cancel,
+            meter_device=r.device,
+            host_fingerprint=fingerprint,
+        )
+        if outcome.verdict is None:
+            logger.warning(
+                "verdict %s/%s %s: comparison failed (%s): %s",
+                mv.model,
+                mv.version,
+                r.scenario,
+                outcome.error_kind,
+                outcome.error,
+            )
+            return None
+        verdict = dataclasses.replace(outcome.verdict, device=r.device)  # the slot's label, as on the results
+        self.store.save_verdict(
+            verdict, {**outcome.inputs, "hardware_class": fingerprint.get("hardware_class")}
+        )
+        return verdict
+
+    def _decide_history(
+        self, mv: ModelVersion, base: ModelVersion, r: ScenarioResult, hardware_class: str
+    ) -> Verdict:
+        def runs(version: str) -> list[Any]:
+            rows = self.store.result_rows(
+                model=mv.model, version=version, scenario=r.scenario, hardware_class=hardware_class or None
+            )  # never across classes
+            return [
+                self.store.latencies(row.id) * 1e-9
+                for row in rows
+                if row.result.batch_size == r.batch_size and row.result.device == r.device
+            ]
+
+        cfg = self.verdict
+        thresholds = {m: Thresholds(t, cfg.min_effect) for m, t in cfg.thresholds.items()}
+        default = Thresholds(cfg.threshold, cfg.min_effect)
+        verdict = decide_from_history(
+            runs(base.version),
+            runs(mv.version),
+            {m: thresholds.get(m, default) for m in ("p99_latency", "p50_latency")},
+            model=mv.model,
+            candidate_version=mv.version,
+            baseline_version=base.version,
+            scenario=r.scenario,
+            batch_size=r.batch_size,
+            device=r.device,
+            decided_unix_s=time.time(),
+        )
+        inputs = {"method": "history", "threshold": cfg.threshold, "hardware_class": hardware_class}
+        self.store.save_verdict(verdict, inputs)
+        return verdict
+
+
+def log_verdict(verdict: Verdict) -> None:
+    """One INFO line: the verdict's state and every metric's ratio and interval."""
+    parts = ", ".join(
+        f"{m.metric} {m.state} x{m.ratio:.3f} [{m.ratio_low:.3f}, {m.ratio_high:.3f}]"
+        for m in verdict.metrics
+    )
+    logger.info(
+        "verdict %s/%s vs %s (%s): %s: %s",
+        verdict.model,
+        verdict.candidate_version,
+        verdict.baseline_version,
+        verdict.scenario,
+        verdict.state.upper(),
+        parts,
+    )
