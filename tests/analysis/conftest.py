@@ -2,8 +2,11 @@
 
 Latencies: a lognormal body around 1 ms plus 5% slow queries around 3 ms (so P99 sits in the tail), per
 query. Each pair gets a multiplicative drift shared by both of its trials (clocks, heat), and each trial a
-smaller jitter of its own. Throughput comes from single-stream timing (duration = sum of latencies) and
-energy from a constant power draw.
+smaller jitter of its own. Pairs run in units (worker processes) of ``pairs_per_unit``; with
+``process_offset`` each unit scales its candidate side by its own ``1 + process_offset * N(0, 1)``: an offset
+between the sides that is fixed inside a process and differs from process to process (memory layout, load
+order), which a twin batch must not mistake for a change. Throughput comes from single-stream timing
+(duration = sum of latencies) and energy from a constant power draw.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ def synthetic_trials(
     power_w: float = 100.0,
     candidate_power_w: float | None = None,
     energy: bool = True,
+    pairs_per_unit: int = 1,
+    process_offset: float = 0.0,
 ) -> list[Trial]:
     """Trials of a batch where the candidate's tail/body latencies are scaled by tail_mult/body_mult."""
     rng = np.random.default_rng(seed)
     trials = []
+    offsets: dict[int, float] = {}
     for pair in range(pairs):
+        unit = pair // pairs_per_unit
+        if unit not in offsets:
+            offsets[unit] = 1.0 + process_offset * rng.standard_normal()
         pair_drift = 1.0 + drift * rng.standard_normal()
         for side in ("baseline", "candidate"):
             is_candidate = side == "candidate"
@@ -52,10 +61,12 @@ def synthetic_trials(
                 body_mult=body_mult if is_candidate else 1.0,
             )
             latencies *= pair_drift * (1.0 + jitter * rng.standard_normal())
+            if is_candidate:
+                latencies *= offsets[unit]
             duration_s = float(latencies.sum())
             watts = candidate_power_w if is_candidate and candidate_power_w is not None else power_w
             energy_j = watts * duration_s if energy else None
-            trials.append(Trial(side, pair, latencies, queries, duration_s, energy_j))
+            trials.append(Trial(side, pair, latencies, queries, duration_s, energy_j, unit=unit))
     return trials
 
 

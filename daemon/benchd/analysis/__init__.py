@@ -1,12 +1,14 @@
 """Regression analysis: baseline choice, per-metric verdicts and change points (pure functions, numpy only).
 
 * :func:`choose_baseline` picks the version a candidate is compared against.
-* :func:`decide` / :func:`decide_metric` turn an interleaved A B A B batch of :class:`Trial` into a
-  :class:`~benchd.records.Verdict`; :func:`should_continue` says whether to run another pair.
+* :func:`decide` / :func:`decide_metric` turn an interleaved A B A B batch of :class:`Trial` (run in
+  several worker processes, the batch's units) into a :class:`~benchd.records.Verdict`, with intervals that
+  stay valid over the batch's :class:`LookSchedule`; :func:`should_continue` says whether to run another
+  unit.
 * :func:`decide_from_history` is the weaker comparison against stored runs only.
 * :func:`detect_change_points` finds slow creep over a model's per-trial P99 history.
 
-Everything is seeded: the same inputs and seed give the same answer.
+Everything is deterministic: the same inputs (and seed, where there is resampling) give the same answer.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from benchd.analysis.metrics import (
     classify,
     thresholds_for,
 )
-from benchd.analysis.verdict import Trial, decide, decide_metric, pair_trials, should_continue
+from benchd.analysis.sequential import LookSchedule
+from benchd.analysis.verdict import Trial, decide, decide_metric, pair_trials, should_continue, units_of
 
 __all__ = [
     "DEFAULT_N_BOOT",
@@ -48,6 +51,7 @@ __all__ = [
     "BaselineChoice",
     "ChangePoint",
     "InsufficientDataError",
+    "LookSchedule",
     "Thresholds",
     "Trial",
     "choose_baseline",
@@ -61,4 +65,5 @@ __all__ = [
     "pair_trials",
     "should_continue",
     "thresholds_for",
+    "units_of",
 ]

@@ -81,7 +81,6 @@ def decide_from_history(
             ClusterData.of_latencies(metric, baseline_lat),
             ClusterData.of_latencies(metric, candidate_lat),
             th,
-            paired=False,
             n_boot=n_boot,
             rng=metric_rng(seed, metric),
             final=True,

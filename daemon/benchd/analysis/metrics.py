@@ -1,14 +1,13 @@
-"""The metrics a verdict covers, their thresholds, and the one decision rule every comparison shares.
+"""Metrics, thresholds, the one decision rule every comparison shares, and the history bootstrap.
 
-A metric is compared through clusters: a cluster is one pair of an A B A B batch (paired mode) or one
-stored run (history mode). Latency percentiles keep each cluster's raw latencies so the bootstrap can
-resample queries within the cluster; throughput and energy per sample have one value per cluster.
+:func:`classify` turns a ratio interval into a state for every comparison (paired batches in
+:mod:`benchd.analysis.verdict`, stored history in :mod:`benchd.analysis.history`).
 
-The statistic for every metric is ``R = mean(candidate cluster values) / mean(baseline cluster values)``
-over the resampled clusters, where a latency cluster's value is its nearest-rank percentile (P99, p50) after
-resampling its queries. This is the "per-trial percentile" equivalent of a pooled percentile: it costs
-O(boots x clusters) and, unlike a pooled P99, does not let the slowest trial's tail decide the pooled tail
-(the hierarchical estimator that kept false alarms near zero in simulation with run-to-run drift).
+History mode compares stored runs through clusters (one stored run each): latency percentiles keep each
+run's raw latencies so the bootstrap can resample queries within it. Its statistic is
+``R = mean(candidate run values) / mean(baseline run values)`` over resampled runs, where a run's value is
+its nearest-rank percentile (P99, p50) after resampling its queries: the hierarchical estimator that kept
+false alarms near zero in simulation with run-to-run drift.
 """
 
 from __future__ import annotations
@@ -155,36 +154,25 @@ def evaluate_metric(
     candidate: ClusterData,
     thresholds: Thresholds,
     *,
-    paired: bool,
     n_boot: int,
     rng: np.random.Generator,
     final: bool,
     min_clusters: int = MIN_CLUSTERS_TO_DECIDE,
 ) -> MetricVerdict:
-    """Bootstrap the ratio candidate/baseline of one metric and decide.
+    """Bootstrap the ratio candidate/baseline of one metric over unpaired clusters (stored runs) and decide.
 
-    Paired: every replicate resamples pair indices (the same for both sides, so drift between pairs hits
-    both alike), then queries within each chosen pair. Unpaired (history): each side's clusters are
-    resampled independently. The 95% interval is the expanded percentile interval over the replicates.
-    Resampling queries inside resampled pairs counts within-trial noise twice (it is already part of the
-    spread between pairs), so the interval errs wide: that is what keeps the verdict quiet on twins even
-    when the runner decides again after every pair.
+    Each side's clusters are resampled independently, then queries within each chosen cluster; the 95%
+    interval is the expanded percentile interval over the replicates.
 
     The smallest reportable change is ``m = max(thresholds.default_min_effect, cv / sqrt(clusters))``,
-    where ``cv`` is the sample coefficient of variation (ddof=1) of the baseline's per-cluster values
-    (per-trial P99, per-trial throughput, ...): the noise the baseline's own trials leave on the batch's
-    estimate. A change smaller than that is never reported. (The single-trial ``cv`` itself would be too
-    strict: it includes the slow drift that pairing cancels, and on a shared CPU, where a trial's P99
-    varies 7-13%, it would make a 10% regression unreportable however many pairs run.)
+    where ``cv`` is the sample coefficient of variation (ddof=1) of the baseline's per-cluster values.
 
     Raises:
         InsufficientDataError: the baseline's value is zero or not finite (no ratio exists).
-        ValueError: unknown metric, unequal sides in a paired comparison, or ``n_boot`` below 1.
+        ValueError: unknown metric, or ``n_boot`` below 1.
     """
     check_metric(metric)
     n_base, n_cand = len(baseline.values), len(candidate.values)
-    if paired and n_base != n_cand:
-        raise ValueError(f"paired comparison needs equal clusters on both sides ({n_base} != {n_cand})")
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
     base_value = float(np.mean(baseline.values))
@@ -192,14 +180,13 @@ def evaluate_metric(
     if not (math.isfinite(base_value) and base_value > 0.0 and math.isfinite(cand_value)):
         raise InsufficientDataError(metric, f"baseline value {base_value!r} gives no ratio")
     ratio = cand_value / base_value
-    shape_b, shape_c = (n_boot, n_base), (n_boot, n_cand)
-    idx_b = rng.integers(0, n_base, size=shape_b)
-    idx_c = idx_b if paired else rng.integers(0, n_cand, size=shape_c)
+    idx_b = rng.integers(0, n_base, size=(n_boot, n_base))
+    idx_c = rng.integers(0, n_cand, size=(n_boot, n_cand))
     boot_b = baseline.resample(metric, idx_b, rng).mean(axis=1)
     boot_c = candidate.resample(metric, idx_c, rng).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         boots = boot_c / boot_b
-    clusters = n_base if paired else min(n_base, n_cand)
+    clusters = min(n_base, n_cand)
     low, high = interval(boots, clusters)
     noise = coefficient_of_variation(baseline.values) / math.sqrt(max(1, n_base))
     min_effect = max(thresholds.default_min_effect, noise)
