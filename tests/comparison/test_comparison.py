@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchd.compare.batch import Batch, thresholds_by_metric
-from benchd.compare.plan import STOP_FILE, ComparisonPlan
+from benchd.compare.plan import ComparisonPlan
 from benchd.compare.run import compare, plan_comparison
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.devices import open_devices
@@ -28,7 +28,7 @@ def plan_for(baseline: Path, candidate: Path, **kw: object) -> ComparisonPlan:
         bench, verdict, model="m", candidate_version="2", candidate_path=str(candidate),
         baseline_version="1", baseline_path=str(baseline),
     )  # fmt: skip
-    return plan.replace(timeout_s=120.0, n_boot=1000, **kw)
+    return plan.replace(timeout_s=120.0, trial_queries=200, **kw)
 
 
 def test_twins_are_not_regressed_and_energy_and_throttling_are_recorded(versions, tmp_path):
@@ -58,7 +58,12 @@ def test_twins_are_not_regressed_and_energy_and_throttling_are_recorded(versions
     inputs = outcome.inputs
     pairs = inputs["pairs"]
     assert 4 <= pairs <= 8
-    assert len(inputs["trial_durations_s"]["baseline"]) >= pairs
+    # one pair per worker process, each loading the versions in turn order
+    assert inputs["units"] == pairs and [u["load_order"][0] for u in inputs["unit_log"][:2]] == [
+        "baseline",
+        "candidate",
+    ]
+    assert all(u["warmup"]["baseline"]["queries"] > 0 for u in inputs["unit_log"])
     assert inputs["throttled_pairs"] == list(range(len(inputs["throttled_pairs"])))
     assert inputs["throttled_pairs_left_out"] is False
     assert "throttled" in verdict.note
@@ -83,11 +88,10 @@ def test_a_slower_candidate_is_regressed_and_the_batch_stops_once_decided(versio
     assert states["throughput"] == "regressed", why
     assert outcome.verdict.state == "regressed"
     inputs = outcome.inputs
-    # decided early: the parent wrote the stop file and the worker ended before max_pairs
+    # decided early: no worker process started after the verdict was decided
     assert inputs["stopped"] == "decided", why
     assert inputs["pairs"] < plan.max_pairs
-    assert (tmp_path / "out" / STOP_FILE).is_file()
-    assert len(list((tmp_path / "out").glob("trial-*.npy"))) <= 2 * inputs["pairs"] + 2
+    assert len(list((tmp_path / "out").glob("unit-*/trial-*.npy"))) == 2 * inputs["pairs"]
     p50 = inputs["metrics"]["p50_latency"]
     assert p50["interval"][0] > 1 + p50["m"] and p50["t"] == pytest.approx(0.10)
     assert inputs["n"]["baseline"] > inputs["n"]["candidate"] > 0
@@ -168,8 +172,9 @@ def _event(tmp_path: Path, pair: int, side: str, scale: float, start: float) -> 
     lat = (rng.lognormal(0, 0.05, 500) * 1e6 * scale).astype(np.int64)
     path = tmp_path / f"{pair}-{side}.npy"
     np.save(path, lat)
-    return {"event": "trial", "side": side, "pair_index": pair, "latencies_file": str(path), "samples": 500,
-            "duration_s": 0.5, "window_start_mono_s": start, "window_end_mono_s": start + 0.5}  # fmt: skip
+    return {"event": "trial", "unit": pair, "side": side, "pair_index": pair, "latencies_file": str(path),
+            "samples": 500, "duration_s": 0.5, "window_start_mono_s": start,
+            "window_end_mono_s": start + 0.5}  # fmt: skip
 
 
 def test_throttled_pairs_are_left_out_while_enough_clean_pairs_remain(tmp_path):
@@ -185,8 +190,9 @@ def test_throttled_pairs_are_left_out_while_enough_clean_pairs_remain(tmp_path):
     verdict = batch.decide(final=True)
     states = {m.metric: m.state for m in verdict.metrics}
     assert states["p50_latency"] == "unchanged", verdict
-    inputs = batch.inputs(stopped="max_pairs", wall_s=12.0, verdict=verdict)
+    batch.stop_reason = "max_pairs"
+    inputs = batch.inputs(wall_s=12.0, verdict=verdict)
     assert inputs["pairs"] == 5 and inputs["pairs_used"] == 4 and inputs["throttled_pairs_left_out"] is True
     assert inputs["n"] == {"baseline": 2000, "candidate": 2000}
     assert inputs["fingerprint"]["hardware_class"] == "cpu-x"
-    assert any("left out of the verdict" in n for n in batch.notes("max_pairs", verdict))
+    assert any("left out of the verdict" in n for n in batch.notes(verdict))

@@ -1,10 +1,12 @@
-"""The bookkeeping of one comparison batch: trials seen, the running decision, the verdict's inputs.
+"""The bookkeeping of one comparison batch: trials and units seen, the running decision, the verdict's inputs.
 
-Parent side (no torch): :func:`benchd.compare.run.compare` feeds it the worker's trial events.
+Parent side (no torch): :func:`benchd.compare.run.compare` feeds it the workers' trial events and tells it
+when a unit (one worker process) has ended; the batch decides after each unit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -14,11 +16,13 @@ import numpy as np
 from benchd.analysis import (
     METRICS,
     InsufficientDataError,
+    LookSchedule,
     Thresholds,
     Trial,
     decide,
     pair_trials,
     should_continue,
+    units_of,
 )
 from benchd.compare.plan import ComparisonPlan
 from benchd.loadgen.stats import percentile_s
@@ -30,7 +34,6 @@ _STOP_WORDS = {
     "decided": "every metric decided",
     "max_pairs": "max_pairs reached",
     "time_cap": "time cap reached",
-    "stop_file": "stopped by benchd",
 }
 
 
@@ -39,8 +42,13 @@ def thresholds_by_metric(plan: ComparisonPlan) -> dict[str, Thresholds]:
     return {m: Thresholds(plan.thresholds.get(m, plan.threshold), plan.min_effect) for m in METRICS}
 
 
+def look_schedule(plan: ComparisonPlan) -> LookSchedule:
+    """The looks a plan's batch takes: after every unit from ``min_units`` to ``max_units``."""
+    return LookSchedule(plan.min_units, plan.max_units)
+
+
 class Batch:
-    """The trials seen so far, the running decision, and the verdict's inputs."""
+    """The trials and units seen so far, the running decision, and the verdict's inputs."""
 
     def __init__(
         self,
@@ -50,51 +58,67 @@ class Batch:
         meter_device: str | None,
     ) -> None:
         self.plan = plan
+        self.schedule = look_schedule(plan)
         self.meter = meter
         self.meter_device = meter_device
         self.device = plan.device
         self.fingerprint = dict(host_fingerprint or {})
         self.trials: list[Trial] = []
         self.records: list[dict[str, Any]] = []
+        self.units: list[dict[str, Any]] = []
         self.throttled_pairs: set[int] = set()
         self.decisions: list[dict[str, Any]] = []
-        self.pairs_done = 0
-        self.first_start_s: float | None = None
-        self.last_end_s = 0.0
+        self.started_s = time.monotonic()
         self.stop_reason = ""
         self.worker: dict[str, Any] = {}
 
     @property
     def elapsed_s(self) -> float:
-        """Benchmarking seconds from the first trial's start to the last trial's end."""
-        return 0.0 if self.first_start_s is None else max(0.0, self.last_end_s - self.first_start_s)
+        """Wall seconds since the batch started (worker starts and warm-ups included)."""
+        return time.monotonic() - self.started_s
 
-    def add_event(self, event: dict[str, Any]) -> bool:
-        """Take one worker event; True when it completed a pair."""
+    @property
+    def pairs_done(self) -> int:
+        """Complete pairs so far."""
+        return len(pair_trials(self.trials))
+
+    @property
+    def units_done(self) -> int:
+        """Units (worker processes) that ended with at least one complete pair."""
+        return units_of(self.trials)
+
+    @property
+    def benchmark_s(self) -> float:
+        """Seconds spent in measured trial windows, both sides."""
+        return sum(r["duration_s"] for r in self.records)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        """Take one worker event (trials are kept; others only update what the batch knows)."""
         kind = event.get("event")
         if kind in ("loaded", "warmup") and event.get("device"):
             self.device = str(event["device"])
         if kind != "trial":
-            return False
+            return
         latencies_ns = np.load(event["latencies_file"])
-        latencies_s = latencies_ns.astype(np.float64) * 1e-9
         start, end = float(event["window_start_mono_s"]), float(event["window_end_mono_s"])
         energy_j, throttled, reasons = self._measure(start, end, int(event["samples"]))
         trial = Trial(
             side=event["side"],
             pair_index=int(event["pair_index"]),
-            latencies_s=latencies_s,
+            latencies_s=latencies_ns.astype(np.float64) * 1e-9,
             samples=int(event["samples"]),
             duration_s=float(event["duration_s"]),
             energy_j=energy_j,
+            unit=int(event.get("unit", 0)),
         )
         self.trials.append(trial)
         sorted_ns = np.sort(latencies_ns)
         self.records.append(
             {
+                "unit": trial.unit,
                 "pair_index": trial.pair_index,
                 "side": trial.side,
-                "queries": len(latencies_s),
+                "queries": len(latencies_ns),
                 "samples": trial.samples,
                 "duration_s": trial.duration_s,
                 "p50_s": percentile_s(sorted_ns, 50.0) if len(sorted_ns) else None,
@@ -107,12 +131,11 @@ class Batch:
         )
         if throttled:
             self.throttled_pairs.add(trial.pair_index)
-        self.first_start_s = start if self.first_start_s is None else min(self.first_start_s, start)
-        self.last_end_s = max(self.last_end_s, end)
-        done = len(pair_trials(self.trials))
-        completed = done > self.pairs_done
-        self.pairs_done = done
-        return completed
+
+    def unit_ended(self, summary: dict[str, Any], wall_s: float) -> None:
+        """Record a worker process that ended with its result (``summary`` is its ``result.json``)."""
+        self.units.append({**{k: v for k, v in summary.items() if k != "worker"}, "wall_s": wall_s})
+        self.worker = summary
 
     def _measure(self, start: float, end: float, samples: int) -> tuple[float | None, bool, list[str]]:
         if self.meter is None:
@@ -160,8 +183,7 @@ class Batch:
         verdict = decide(
             trials,
             thresholds_by_metric(plan),
-            n_boot=plan.n_boot,
-            seed=plan.seed,
+            schedule=self.schedule,
             final=final,
             model=plan.model,
             candidate_version=plan.candidate_version,
@@ -171,51 +193,65 @@ class Batch:
             device=self.device,
         )
         self.decisions.append(
-            {"pairs": self.pairs_done, "final": final, "states": {m.metric: m.state for m in verdict.metrics}}
+            {
+                "units": self.units_done,
+                "pairs": self.pairs_done,
+                "final": final,
+                "states": {m.metric: m.state for m in verdict.metrics},
+            }
         )
         return verdict
 
     def should_stop(self) -> bool:
-        """Decide (once ``min_pairs`` are done) and say whether the batch should end; sets ``stop_reason``."""
+        """Decide (from the first look on) and say whether the batch should end; sets ``stop_reason``."""
         plan = self.plan
+        units = self.units_done
         verdict: Verdict | None = None
-        if self.pairs_done >= plan.min_pairs:
+        if units >= plan.min_units:
             try:
                 verdict = self.decide(final=False)
             except InsufficientDataError as e:
                 logger.warning("comparison: cannot decide yet: %s", e)
-        pair_s = self.elapsed_s / self.pairs_done if self.pairs_done else 0.0
+        unit_s = self.elapsed_s / len(self.units) if self.units else 0.0
         metrics = verdict.metrics if verdict is not None else ()
+        if not plan.stop_when_decided:  # a calibration runs to its budget: nothing counts as decided
+            metrics = tuple(dataclasses.replace(m, state="more") for m in metrics)
         if should_continue(
-            metrics,
-            self.pairs_done,
-            plan.min_pairs,
-            plan.max_pairs,
-            self.elapsed_s,
-            plan.time_cap_s,
-            pair_s=pair_s,
+            metrics, units, plan.min_units, plan.max_units, self.elapsed_s, plan.time_cap_s, unit_s=unit_s
         ):
             return False
-        if verdict is not None and not any(m.state == "more" for m in metrics):
+        if verdict is not None and plan.stop_when_decided and not any(m.state == "more" for m in metrics):
             self.stop_reason = "decided"
-        elif self.pairs_done >= plan.max_pairs:
+        elif units >= plan.max_units:
             self.stop_reason = "max_pairs"
         else:
             self.stop_reason = "time_cap"
         return True
 
-    def notes(self, stopped: str, verdict: Verdict) -> list[str]:
-        """Notes for the verdict: how the batch ended, and throttling."""
+    def notes(self, verdict: Verdict) -> list[str]:
+        """Notes for the verdict: how the batch ended, throttling, warm-ups that never settled."""
         plan = self.plan
         notes = [
-            f"{self.pairs_done} pairs of {plan.trial_s:g} s trials ({self.elapsed_s:.0f} s), "
-            f"{_STOP_WORDS.get(stopped, stopped or 'worker ended')}"
+            f"{self.pairs_done} pairs in {self.units_done} worker processes ({self.elapsed_s:.0f} s), "
+            f"{_STOP_WORDS.get(self.stop_reason, self.stop_reason or 'worker ended')}"
         ]
         if any(m.state == "inconclusive" for m in verdict.metrics):
             notes.append(
                 f"undecided within {plan.max_pairs} pairs / {plan.time_cap_s:g} s: more pairs, a longer "
-                "trial or a quieter machine may decide it"
+                "time cap or a quieter machine may decide it"
             )
+        short = [r for r in self.records if r["queries"] < plan.trial_queries]
+        if short:
+            fewest = min(r["queries"] for r in short)
+            notes.append(
+                f"{len(short)} trials held fewer than {plan.trial_queries} queries (fewest {fewest}) within "
+                f"their {plan.trial_limit_s:.1f} s limit: their P99 rests on few tail queries"
+            )
+        unsettled = sorted(
+            {side for u in self.units for side, w in u.get("warmup", {}).items() if not w["settled"]}
+        )
+        if unsettled:
+            notes.append(f"the {' and '.join(unsettled)} latency never settled during warm-up")
         if self.throttled_pairs:
             _, dropped = self.decision_trials()
             count = sum(1 for r in self.records if r["throttled"])
@@ -223,7 +259,7 @@ class Batch:
             notes.append(f"{count} trial windows throttled, in pairs {sorted(self.throttled_pairs)}: {what}")
         return notes
 
-    def inputs(self, *, stopped: str, wall_s: float, verdict: Verdict | None = None) -> dict[str, Any]:
+    def inputs(self, *, wall_s: float, verdict: Verdict | None = None) -> dict[str, Any]:
         """What the verdict was decided from (stored next to it)."""
         plan = self.plan
         complete = {p.index for p in pair_trials(self.trials)}
@@ -246,31 +282,39 @@ class Batch:
         }
         return {
             "method": "paired",
-            "order": "interleaved, AB then BA alternating",
+            "estimator": "t interval of per-process mean log ratios, group-sequential boundaries",
+            "order": "interleaved, AB then BA alternating; load order swapped between processes",
             "pairs": len(complete),
             "pairs_used": len(used_pairs),
+            "units": self.units_done,
+            "unit_log": self.units,
             "n": n,
             "metrics": metrics,
             "trial_s": plan.trial_s,
-            "trial_durations_s": {
-                side: [r["duration_s"] for r in self.records if r["side"] == side]
-                for side in ("baseline", "candidate")
-            },
+            "trial_queries": plan.trial_queries,
+            "trial_limit_s": plan.trial_limit_s,
+            "pairs_per_unit": plan.pairs_per_unit,
+            "schedule": {
+                "min_units": self.schedule.min_units,
+                "max_units": self.schedule.max_units,
+                "alpha": self.schedule.alpha,
+                "rho": self.schedule.rho,
+            },  # fmt: skip
             "trials": self.records,
             "throttled_pairs": sorted(self.throttled_pairs),
             "throttled_pairs_left_out": dropped,
             "min_pairs": plan.min_pairs,
             "max_pairs": plan.max_pairs,
             "time_cap_s": plan.time_cap_s,
-            "stopped": stopped,
-            "benchmark_s": self.elapsed_s,
+            "stopped": self.stop_reason or "error",
+            "benchmark_s": self.benchmark_s,
             "wall_s": wall_s,
             "decisions": self.decisions,
             "seed": plan.seed,
-            "n_boot": plan.n_boot,
             "scenario": to_dict(plan.scenario),
             "batch_size": plan.batch_size,
             "device": self.device,
+            "cpus": list(plan.cpus) if plan.cpus else None,
             "candidate": {"version": plan.candidate_version, "path": plan.candidate.model_path},
             "baseline": {"version": plan.baseline_version, "path": plan.baseline.model_path},
             "fingerprint": {**self.fingerprint, **self.worker.get("worker", {})},

@@ -6,15 +6,15 @@ The torch worker (:mod:`benchd.runner.pairs`) imports this module and nothing el
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchd.analysis.metrics import DEFAULT_N_BOOT
 from benchd.records import RunSpec, ScenarioSettings
 
-#: The file the parent writes into the worker's output folder to end the batch.
-STOP_FILE = "stop"
 SIDES = ("baseline", "candidate")
+#: Fewest units (worker processes) before the first look: with fewer, the spread between them says little.
+MIN_UNITS = 3
 
 
 @dataclass(frozen=True)
@@ -25,37 +25,78 @@ class ComparisonPlan:
         candidate: the candidate's run spec: one scenario, one batch size, a concrete device (resolve
             ``auto`` first, so energy is read from the right device).
         baseline: the baseline's run spec, the same settings with the baseline's version and folder.
-        trial_s: measured seconds of each trial.
+        trial_s: the fewest measured seconds of a trial.
+        trial_queries: the fewest measured queries of a trial: enough that its P99 rests on a few dozen
+            tail queries (2000 queries: 20 past the P99). Trials are sized from the model's settled
+            latency to hold both minimums, up to :attr:`trial_limit_s`.
         min_pairs: pairs run before the verdict may stop the batch.
         max_pairs: the most pairs run.
-        time_cap_s: benchmarking seconds (from the first trial) after which no new pair starts.
+        pairs_per_unit: pairs each worker process runs; a new process (the load order swapped) starts for
+            the next ones, so an offset fixed inside one process becomes spread the interval sees.
+        time_cap_s: wall seconds of the whole batch (process starts included) after which no new unit
+            starts.
         threshold: threshold t of every metric without its own entry in ``thresholds`` (0.10 = 10%).
         min_effect: smallest reportable change m of every metric; None means t / 2.
         thresholds: per-metric thresholds (``p99_latency``, ``p50_latency``, ``throughput``,
             ``energy_per_sample``).
-        timeout_s: the worker is killed after this many seconds (loading included).
-        n_boot: bootstrap replicates per decision.
+        timeout_s: the batch is given up (the running worker killed) after this many seconds.
+        cpus: CPUs the worker pins itself to (None: no pinning).
+        stop_when_decided: end the batch at the first look that decides every metric (False: run to the
+            budget, as a calibration does to measure how narrow the budget gets).
+        unit: which unit this copy of the plan runs (set by the parent for each worker process).
     """
 
     candidate: RunSpec
     baseline: RunSpec
-    trial_s: float = 2.0
+    trial_s: float = 1.0
+    trial_queries: int = 2000
     min_pairs: int = 6
-    max_pairs: int = 20
-    time_cap_s: float = 300.0
+    max_pairs: int = 40
+    pairs_per_unit: int = 1
+    time_cap_s: float = 180.0
     threshold: float = 0.10
     min_effect: float | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
     timeout_s: float = 900.0
-    n_boot: int = DEFAULT_N_BOOT
+    cpus: tuple[int, ...] | None = None
+    stop_when_decided: bool = True
+    unit: int = 0
 
     def __post_init__(self) -> None:
         if self.min_pairs < 2 or self.max_pairs < self.min_pairs:
             raise ValueError(f"need 2 <= min_pairs <= max_pairs, got {self.min_pairs} and {self.max_pairs}")
         if self.trial_s <= 0 or self.time_cap_s <= 0 or self.timeout_s <= 0:
             raise ValueError("trial_s, time_cap_s and timeout_s must be positive")
+        if self.trial_queries < 1 or self.pairs_per_unit < 1:
+            raise ValueError("trial_queries and pairs_per_unit must be positive")
         if len(self.candidate.scenarios) != 1 or len(self.candidate.batch_sizes) != 1:
             raise ValueError("a comparison runs one scenario at one batch size")
+
+    @property
+    def min_units(self) -> int:
+        """Units run before the first look."""
+        return max(MIN_UNITS, math.ceil(self.min_pairs / self.pairs_per_unit))
+
+    @property
+    def max_units(self) -> int:
+        """The most units a batch runs."""
+        return max(self.min_units, math.ceil(self.max_pairs / self.pairs_per_unit))
+
+    @property
+    def trial_limit_s(self) -> float:
+        """The longest a trial may take: the time cap must hold the pairs of ``min_units`` units."""
+        return max(self.trial_s, self.time_cap_s / (2 * self.pairs_per_unit * self.min_units))
+
+    @property
+    def pair_indices(self) -> range:
+        """The global indices of the pairs this unit runs."""
+        first = self.unit * self.pairs_per_unit
+        return range(first, first + self.pairs_per_unit)
+
+    @property
+    def load_order(self) -> tuple[str, str]:
+        """The order this unit loads the sides in: swapped from one unit to the next."""
+        return SIDES if self.unit % 2 == 0 else (SIDES[1], SIDES[0])
 
     def spec(self, side: str) -> RunSpec:
         """The run spec of ``side`` (``baseline`` or ``candidate``)."""

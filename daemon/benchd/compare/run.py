@@ -1,13 +1,16 @@
 """Candidate versus baseline in one batch of interleaved trials (parent side; never imports torch).
 
-:func:`compare` starts ``python -m benchd.runner.pairs`` (its own process group, killed on timeout or
-cancel), which runs short trials of both versions alternately on one device (AB, BA, AB, ...). Each trial
-the worker reports becomes an :class:`~benchd.analysis.Trial` (energy from the parent's sampler for the
-trial's window when there is one). Once ``min_pairs`` pairs are complete the batch is decided after every
-pair (:func:`~benchd.analysis.decide`, ``final=False``); when :func:`~benchd.analysis.should_continue`
-says stop (every metric decided, ``max_pairs`` done or the time cap reached) the parent writes the
-worker's stop file, and the verdict is decided once more with ``final=True``, so an undecided metric ends
-``inconclusive``, never a silent pass.
+:func:`compare` runs the batch as a sequence of *units*: each unit is one ``python -m benchd.runner.pairs``
+process (its own process group, killed on timeout or cancel) that loads both versions, the load order
+swapped from one unit to the next, and runs ``pairs_per_unit`` pairs of short trials (AB, BA, ...). Fresh
+processes make an offset between the sides that is fixed inside one process (memory layout, load order)
+vary from unit to unit, where the interval sees it. Each trial the worker reports becomes an
+:class:`~benchd.analysis.Trial` (energy from the parent's sampler for the trial's window when there is
+one). From ``min_units`` units on the batch is decided after every unit (:func:`~benchd.analysis.decide`
+with the plan's look schedule, so the interval stays valid however often it looks); when
+:func:`~benchd.analysis.should_continue` says stop (every metric decided, ``max_pairs`` done or the time cap
+reached) no new unit starts, and the verdict is decided once more with ``final=True``, so an undecided
+metric ends ``inconclusive``, never a silent pass.
 
 How the daemon uses it, after the candidate's own run succeeded::
 
@@ -41,7 +44,7 @@ from typing import Any
 
 from benchd.analysis import InsufficientDataError
 from benchd.compare.batch import Batch
-from benchd.compare.plan import STOP_FILE, ComparisonPlan
+from benchd.compare.plan import ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.records import ScenarioSettings, Verdict, to_dict
 from benchd.runner.launch import EventHandler, run_worker
@@ -149,12 +152,8 @@ def compare(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (STOP_FILE, "result.json"):
-        (out / stale).unlink(missing_ok=True)
-    plan_path = out / "plan.json"
-    plan_path.write_text(json.dumps(to_dict(plan), indent=1))
     batch = Batch(plan, meter, host_fingerprint, meter_device)
-    started = time.monotonic()
+    deadline = time.monotonic() + plan.timeout_s
 
     def failed(kind: str, message: str) -> ComparisonOutcome:
         logger.warning(
@@ -165,8 +164,7 @@ def compare(
             kind,
             message.splitlines()[0] if message else "",
         )
-        inputs = batch.inputs(stopped="error", wall_s=time.monotonic() - started)
-        return ComparisonOutcome(None, inputs, kind, message, str(out))
+        return ComparisonOutcome(None, batch.inputs(wall_s=batch.elapsed_s), kind, message, str(out))
 
     def handle(event: dict[str, Any]) -> None:
         if on_event is not None:
@@ -174,34 +172,40 @@ def compare(
                 on_event(event)
             except Exception:  # a broken progress display must not break the batch
                 logger.exception("comparison event handler failed")
-        if batch.add_event(event) and not (out / STOP_FILE).exists() and batch.should_stop():
-            (out / STOP_FILE).write_text(batch.stop_reason)
+        batch.add_event(event)
 
-    end = run_worker(
-        "benchd.runner.pairs",
-        [str(plan_path), str(out)],
-        out,
-        timeout_s=plan.timeout_s,
-        what="the comparison",
-        cancel=cancel,
-        on_event=handle,
-        python=python,
-        env=env,
-    )
-    batch.worker = end.payload or {}
-    if end.failed:
-        return failed(end.error_kind or "internal", end.error or "")
-    payload = batch.worker
+    for unit in range(plan.max_units):
+        unit_plan = plan.replace(unit=unit)
+        unit_dir = out / f"unit-{unit:03d}"
+        unit_dir.mkdir(parents=True, exist_ok=True)
+        plan_path = unit_dir / "plan.json"
+        plan_path.write_text(json.dumps(to_dict(unit_plan), indent=1))
+        unit_started = time.monotonic()
+        end = run_worker(
+            "benchd.runner.pairs",
+            [str(plan_path), str(unit_dir)],
+            unit_dir,
+            timeout_s=max(1.0, deadline - unit_started),
+            what=f"the comparison (worker process {unit + 1})",
+            cancel=cancel,
+            on_event=handle,
+            python=python,
+            env=env,
+        )
+        if end.failed:
+            return failed(end.error_kind or "internal", end.error or "")
+        batch.unit_ended(end.payload or {}, time.monotonic() - unit_started)
+        if batch.should_stop():
+            break
     try:
         verdict = batch.decide(final=True)
     except InsufficientDataError as e:
         return failed("insufficient_data", f"no verdict: {e}")
-    stopped = batch.stop_reason or str(payload.get("stopped", ""))
-    note = "; ".join(n for n in (verdict.note, *batch.notes(stopped, verdict)) if n)
+    note = "; ".join(n for n in (verdict.note, *batch.notes(verdict)) if n)
     verdict = dataclasses.replace(verdict, note=note, decided_unix_s=time.time())
-    inputs = batch.inputs(stopped=stopped, wall_s=time.monotonic() - started, verdict=verdict)
+    inputs = batch.inputs(wall_s=batch.elapsed_s, verdict=verdict)
     logger.info(
-        "%s %s vs %s (%s bs=%d %s): %s after %d pairs",
+        "%s %s vs %s (%s bs=%d %s): %s after %d pairs in %d processes, %.0f s",
         plan.model,
         plan.candidate_version,
         plan.baseline_version,
@@ -210,5 +214,7 @@ def compare(
         batch.device,
         verdict.state,
         batch.pairs_done,
+        batch.units_done,
+        batch.elapsed_s,
     )
     return ComparisonOutcome(verdict, inputs, None, None, str(out))

@@ -1,22 +1,26 @@
-"""The comparison worker: interleaved A B A B trials of a baseline and a candidate in one process.
+"""The comparison worker: one unit of a batch, interleaved A B / B A trials of a baseline and a candidate.
 
-``python -m benchd.runner.pairs PLAN.json OUT_DIR`` loads both model versions of a
-:class:`~benchd.compare.plan.ComparisonPlan` once, feeds both the same seeded inputs, warms both up (those
-queries are discarded), then runs pairs of short measured trials. Pair ``i`` runs the baseline first when
-``i`` is even and the candidate first when it is odd (AB, BA, AB, ...), so an order effect (the second
-trial of a pair finding warmer caches, a clock ramping up) cancels out over the batch. Each trial starts
-with a few discarded queries, because switching models evicts the other one's weights from the caches.
+``python -m benchd.runner.pairs PLAN.json OUT_DIR`` runs the unit ``plan.unit`` of a
+:class:`~benchd.compare.plan.ComparisonPlan`: it pins itself to ``plan.cpus``, loads both model versions
+(the baseline first in even units, the candidate first in odd ones, so a load-order effect alternates from
+process to process), feeds both the same seeded inputs, warms each up until its latency settles (those
+queries are discarded), then runs the unit's pairs. Pair ``i`` runs the baseline first when ``i`` is even
+and the candidate first when it is odd (AB, BA, ...), so an order effect inside a pair cancels out too.
+Each trial starts with a few discarded queries (switching models evicts the other one's weights from the
+caches), and is sized from the settled latency to hold ``plan.trial_queries`` queries and
+``plan.trial_s`` seconds, up to ``plan.trial_limit_s``. The garbage collector is off while a trial is timed
+(a collection before each trial), and the thread count is fixed for the whole unit.
 
 After every trial the raw latencies (int64 ns) go to ``OUT_DIR/trial-<pair>-<side>.npy`` and a JSON line
-``{"event": "trial", "side", "pair_index", "latencies_file", "samples", "duration_s",
-"window_start_mono_s", "window_end_mono_s", ...}`` goes to stdout. Before every trial the worker looks for
-``OUT_DIR/stop`` (the parent writes it once the verdict is decided) and ends cleanly when it is there; it
-also ends after ``max_pairs`` pairs or when another pair would pass ``time_cap_s``. ``result.json`` says
-why it stopped, or holds ``{"error": {"kind", "message", "side"}}`` (exit status 3) as the run worker does.
+``{"event": "trial", "unit", "side", "pair_index", "latencies_file", "samples", "duration_s",
+"window_start_mono_s", "window_end_mono_s", ...}`` goes to stdout. ``result.json`` holds the unit's summary
+(warm-ups, trial sizing, pinning), or ``{"error": {"kind", "message", "side"}}`` (exit status 3) as the run
+worker does.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchd.compare.plan import SIDES, STOP_FILE, ComparisonPlan
+from benchd.compare.plan import SIDES, ComparisonPlan
 from benchd.errors import RunError
 from benchd.loadgen.scenarios import (
     Measurement,
@@ -37,9 +41,10 @@ from benchd.loadgen.scenarios import (
     run_closed_loop,
     run_concurrency,
     run_server,
-    run_warmup,
 )
+from benchd.loadgen.warmup import warm_until_settled
 from benchd.records import ScenarioSettings, from_dict
+from benchd.runner.cpus import pin_process
 from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
 from benchd.runner.timing import autocast_context, make_query
 from benchd.runner.worker import (
@@ -110,16 +115,26 @@ def _measure(side: _Side, settings: ScenarioSettings, rule: StopRule, seed: int)
     return run_closed_loop(side.query, rule, capacity)
 
 
+def trial_rule(plan: ComparisonPlan, typical_ns: float) -> StopRule:
+    """How long a trial runs: ``trial_queries`` queries and ``trial_s`` seconds, at most ``trial_limit_s``.
+
+    A server trial's queries arrive at the target rate, so its length follows from the rate, not the latency.
+    """
+    settings = plan.scenario
+    streams = settings.concurrency if settings.name == "concurrency" else 1
+    per_query_s = 1.0 / settings.target_qps if settings.name == "server" else typical_ns * 1e-9 / streams
+    wanted_s = max(plan.trial_s, plan.trial_queries * per_query_s)
+    limit_s = plan.trial_limit_s
+    return StopRule.from_seconds(
+        min(wanted_s, limit_s), limit_s, plan.trial_queries, max(plan.trial_queries, settings.max_query_count)
+    )
+
+
 def _trial(
     side: _Side, plan: ComparisonPlan, pair_index: int, out_dir: Path, stack_factory: Any
 ) -> dict[str, Any]:
     settings = plan.scenario
-    rule = StopRule.from_seconds(
-        plan.trial_s,
-        max(3.0 * plan.trial_s, plan.trial_s + 1.0),
-        settings.min_query_count,
-        settings.max_query_count,
-    )
+    rule = trial_rule(plan, side.typical_ns)
     seed = plan.seed + 2 * pair_index + SIDES.index(side.name)
     try:
         with stack_factory():
@@ -127,14 +142,18 @@ def _trial(
                 run_closed_loop(
                     side.query, StopRule(0, 10**9, TRIAL_WARMUP_QUERIES, TRIAL_WARMUP_QUERIES), 16
                 )
-            m = _measure(side, settings, rule, seed)
+            gc.collect()
+            gc.disable()  # a collection inside the timed window would land in the tail
+            try:
+                m = _measure(side, settings, rule, seed)
+            finally:
+                gc.enable()
     except Exception as e:  # noqa: BLE001
         raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
     path = out_dir / f"trial-{pair_index:03d}-{side.name}.npy"
     np.save(path, m.latencies_ns)
-    if m.queries:
-        side.typical_ns = float(np.median(m.latencies_ns))
     event = {
+        "unit": plan.unit,
         "side": side.name,
         "pair_index": pair_index,
         "latencies_file": str(path),
@@ -148,14 +167,18 @@ def _trial(
     return event
 
 
-def run_pairs(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
-    """Load both versions, warm them up, run pairs until stopped; return the summary for ``result.json``."""
-    if plan.candidate.threads:
-        torch.set_num_threads(plan.candidate.threads)
+def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
+    """Pin, load both versions, warm them up until settled, run the unit's pairs; return its summary."""
+    started = time.monotonic()
+    pinned = pin_process(plan.cpus)
+    threads = plan.candidate.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)  # fixed for the whole unit, whatever the model code asks later
     torch.manual_seed(plan.seed)
     device = resolve_device(plan.device)
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if plan.candidate.amp else None
-    sides = {name: _load_side(plan, name, device, amp_dtype) for name in SIDES}
+    sides = {name: _load_side(plan, name, device, amp_dtype) for name in plan.load_order}
+    gc.collect()
+    gc.freeze()  # everything loaded so far is permanent: later collections do not walk it
 
     def stack_factory() -> ExitStack:
         stack = ExitStack()
@@ -164,44 +187,53 @@ def run_pairs(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
         return stack
 
     settings = plan.scenario
-    emit("warmup", device=str(device), warmup_s=settings.warmup_s, warmup_queries=settings.warmup_queries)
+    emit(
+        "warmup", unit=plan.unit, device=str(device), warmup_s=settings.warmup_s, order=list(plan.load_order)
+    )
+    warmups = {}
     for side in sides.values():
         try:
             with stack_factory():
-                warm = run_warmup(side.query, settings.warmup_queries, settings.warmup_s)
+                warm = warm_until_settled(
+                    side.query,
+                    settings.warmup_queries,
+                    settings.warmup_s,
+                    max(10.0 * settings.warmup_s, 10.0),
+                )
         except Exception as e:  # noqa: BLE001
             raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
-        if len(warm):
-            side.typical_ns = float(np.median(warm))
-    stop_path = out_dir / STOP_FILE
-    started = time.monotonic()
-    pairs_done, stopped = 0, "max_pairs"
-    while pairs_done < plan.max_pairs:
-        elapsed_s = time.monotonic() - started
-        pair_s = elapsed_s / pairs_done if pairs_done else 0.0
-        if pairs_done >= 2 and elapsed_s + pair_s > plan.time_cap_s:
-            stopped = "time_cap"
-            break
-        order = SIDES if pairs_done % 2 == 0 else SIDES[::-1]
+        side.typical_ns = warm.median_ns
+        warmups[side.name] = {
+            "queries": int(len(warm.latencies_ns)),
+            "seconds": warm.duration_s,
+            "settled": warm.settled,
+            "median_s": side.typical_ns * 1e-9,
+        }
+    loaded_s = time.monotonic() - started
+    for pair_index in plan.pair_indices:
+        order = SIDES if pair_index % 2 == 0 else (SIDES[1], SIDES[0])
         for name in order:
-            if stop_path.exists():
-                break
-            _trial(sides[name], plan, pairs_done, out_dir, stack_factory)
-        if stop_path.exists():
-            stopped = "stop_file"
-            break
-        pairs_done += 1
+            _trial(sides[name], plan, pair_index, out_dir, stack_factory)
+    rule = trial_rule(plan, max(s.typical_ns for s in sides.values()))
     return {
-        "pairs": pairs_done,
-        "stopped": stopped,
+        "unit": plan.unit,
+        "pairs": len(plan.pair_indices),
+        "load_order": list(plan.load_order),
         "device": str(device),
-        "benchmark_s": time.monotonic() - started,
+        "threads": threads,
+        "cpus": sorted(plan.cpus) if pinned and plan.cpus else None,
+        "warmup": warmups,
+        "setup_s": loaded_s,
+        "trial_min_queries": rule.min_queries,
+        "trial_min_s": rule.min_duration_ns * 1e-9,
+        "trial_limit_s": plan.trial_limit_s,
+        "benchmark_s": time.monotonic() - started - loaded_s,
         "worker": worker_fingerprint(device),
     }
 
 
 def _run_plan_file(plan_path: Path, out_dir: Path) -> dict[str, Any]:
-    return run_pairs(from_dict(ComparisonPlan, json.loads(plan_path.read_text())), out_dir)
+    return run_unit(from_dict(ComparisonPlan, json.loads(plan_path.read_text())), out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
