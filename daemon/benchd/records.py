@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 import types
 import typing
@@ -26,6 +27,8 @@ TERMINAL_RUN_STATES = (*OUTCOMES, INTERRUPTED)
 RUN_STATES = (QUEUED, RUNNING, *TERMINAL_RUN_STATES)
 #: Run states whose scenario results exist (the worker finished, maybe with INVALID scenarios).
 COMPLETED_RUN_STATES = ("ok", "invalid")
+#: The method (and state) of a verdict not attempted because the threshold is below the noise floor.
+REFUSED = "refused"
 
 T = TypeVar("T")
 
@@ -306,9 +309,70 @@ class Verdict:
 
     @property
     def state(self) -> str:
-        """The overall state, the worst of the metrics' (regressed > inconclusive > more > improved)."""
+        """The overall state, the worst of the metrics' (regressed > inconclusive > more > improved).
+
+        ``refused`` (method ``refused``, no metrics) when no batch ran because the threshold is below the
+        host's measured noise floor; the note says so.
+        """
+        if self.method == REFUSED:
+            return REFUSED
         states = {m.state for m in self.metrics}
         for s in ("regressed", "inconclusive", "more", "improved"):
             if s in states:
                 return s
         return "unchanged" if states else "inconclusive"
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """The smallest change a comparison batch can decide on this host within its budget, from A/A batches.
+
+    A/A batches compare a version with itself, run to the full budget (no early stop). The floor of a metric
+    is the median, over those batches, of the half-width of its final 95% interval as a ratio
+    (``0.06``: the interval reached +/-6%). A threshold below the P99 floor can never call a twin
+    ``unchanged``, and the smallest P99 regression a batch can call is about ``min_effect + floor``.
+
+    Attributes:
+        model: the model calibrated.
+        version: the version compared with itself.
+        hardware_class: the hardware/driver fingerprint class the floor holds for.
+        device: the device label (``cuda:0``, ``cpu``).
+        scenario: the scenario the batches ran.
+        batch_size: the batch size they ran.
+        p99_ratio: the P99 floor.
+        p50_ratio: the p50 floor.
+        batches: A/A batches run.
+        pairs: median pairs per batch.
+        budget_s: the time cap of each batch (seconds).
+        threshold: the P99 threshold configured when it was measured.
+        measured_unix_s: when.
+        widths: each batch's final P99 half-width (ratio).
+    """
+
+    model: str
+    version: str
+    hardware_class: str
+    device: str
+    scenario: str
+    batch_size: int
+    p99_ratio: float
+    p50_ratio: float
+    batches: int
+    pairs: int
+    budget_s: float
+    threshold: float
+    measured_unix_s: float = 0.0
+    widths: tuple[float, ...] = ()
+
+    def refusal(self, p99_threshold: float) -> str | None:
+        """The sentence refusing a P99 threshold below this floor, or None when the threshold is usable."""
+        if p99_threshold >= self.p99_ratio:
+            return None
+        floor = f"{self.p99_ratio:.1%}" if math.isfinite(self.p99_ratio) else "unmeasurable (no interval)"
+        return (
+            f"the P99 threshold {p99_threshold:.0%} is below this host's noise floor {floor} "
+            f"for model {self.model} ({self.scenario}, hardware class {self.hardware_class or 'unknown'}, "
+            f"measured by {self.batches} A/A batches of {self.budget_s:g} s): no batch within the budget "
+            "could decide it; raise verdict.thresholds.p99_latency (or verdict.threshold) above the floor, "
+            "or give batches a longer verdict.time_cap"
+        )

@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from benchd.cli import bench, check, config, demo, history, run
+from benchd.cli import bench, calibrate, check, config, demo, history, run
 from benchd.version import __version__
 
 #: Modules that each add one or more subcommands with ``add_parser(subparsers)``, in ``--help`` order.
-COMMAND_MODULES = (run, bench, check, history, demo, config)
+COMMAND_MODULES = (run, bench, check, calibrate, history, demo, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

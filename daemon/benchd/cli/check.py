@@ -119,22 +119,17 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
         BenchdError: the config is invalid, a registry is unreachable, the model or version is unknown.
     """
     from benchd.analysis import choose_baseline
+    from benchd.cli.registries import find_version, watchers_of
     from benchd.compare.run import compare, plan_comparison
     from benchd.config import load_daemon_config
     from benchd.devices.context import DeviceContext
-    from benchd.registry import MemoryCursorStore
-    from benchd.registry.factory import build_watcher
 
     config = load_daemon_config(args.config)
     if args.inconclusive_passes is None:
         report.inconclusive_passes = config.verdict.inconclusive_passes
-    registries = [r for r in config.registries if args.registry in (None, r.name)]
-    if not registries:
-        names = ", ".join(r.name for r in config.registries) or "none"
-        raise BenchdError(f"no registry named {args.registry!r} in {config.source} (configured: {names})")
-    cursor = MemoryCursorStore()
-    watchers = [build_watcher(r, data_dir=config.data_dir, cursor_store=cursor) for r in registries]
-    candidate, watcher, registry_cfg = _find_candidate(watchers, registries, args.model, report.version)
+    candidate, watcher, registry_cfg = find_version(
+        watchers_of(config, args.registry), args.model, report.version
+    )
     choice = choose_baseline(
         candidate.version,
         watcher.list_versions(args.model),
@@ -193,22 +188,6 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
             import shutil
 
             shutil.rmtree(out_root, ignore_errors=True)
-
-
-def _find_candidate(
-    watchers: list[Any], registries: list[Any], model: str, version: str
-) -> tuple[Any, Any, Any]:
-    problems = []
-    for watcher, cfg in zip(watchers, registries, strict=True):
-        try:
-            return watcher.find_version(model, version), watcher, cfg
-        except BenchdError as e:
-            problems.append(str(e))
-    if len(problems) == 1:
-        raise BenchdError(problems[0])
-    raise BenchdError(
-        f"model {model!r} version {version!r} is in no configured registry: " + "; ".join(problems)
-    )
 
 
 def _scenarios(configured: tuple[Any, ...], wanted: list[str] | None) -> list[Any]:

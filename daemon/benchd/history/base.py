@@ -26,6 +26,7 @@ from benchd.errors import StoreError
 from benchd.records import (
     TERMINAL_RUN_STATES,
     ModelVersion,
+    NoiseFloor,
     RunResult,
     RunSpec,
     ScenarioResult,
@@ -295,6 +296,15 @@ class HistoryStore(CursorStore, Protocol):
         device: str | None = None,
     ) -> Verdict | None:
         """Return the latest verdict for a candidate version, or None."""
+
+    def save_noise_floor(self, floor: NoiseFloor) -> int:
+        """Store a noise floor measured by A/A batches; return its id."""
+
+    def noise_floor(self, model: str, hardware_class: str) -> NoiseFloor | None:
+        """The newest noise floor of ``model`` on ``hardware_class``, or None."""
+
+    def noise_floors(self, *, host: str | None = None) -> list[NoiseFloor]:
+        """The newest noise floor of every (model, hardware class)."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -145,6 +145,28 @@ def _v2_fleet(conn: SQLConnection) -> None:
     )
 
 
+def _v3_noise_floors(conn: SQLConnection) -> None:
+    """Noise floors measured by A/A batches, per model and hardware class (newest row wins)."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE noise_floors (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model TEXT NOT NULL,
+            hardware_class TEXT NOT NULL,
+            device TEXT NOT NULL,
+            scenario TEXT NOT NULL,
+            p99_ratio REAL NOT NULL,
+            p50_ratio REAL NOT NULL,
+            measured_unix_s REAL NOT NULL,
+            floor_json TEXT NOT NULL,
+            host TEXT
+        );
+        CREATE INDEX noise_floors_key ON noise_floors (model, hardware_class, id);
+        """,
+    )
+
+
 def _run_script(conn: SQLConnection, script: str) -> None:
     """Run ';'-separated statements inside the caller's transaction (``executescript`` would commit)."""
     for statement in script.split(";"):
@@ -153,7 +175,7 @@ def _run_script(conn: SQLConnection, script: str) -> None:
 
 
 #: The migrations in order; ``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_fleet)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_fleet, _v3_noise_floors)
 
 
 def current_version(conn: sqlite3.Connection) -> int:

@@ -23,11 +23,13 @@ from benchd.analysis import (
     decide_from_history,
     eligible_runs,
 )
+from benchd.compare.calibrate import CalibrationError, calibrate
+from benchd.compare.plan import ComparisonPlan
 from benchd.compare.run import compare, plan_comparison
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.errors import RegistryError
 from benchd.history import HistoryStore, RunRecord
-from benchd.records import ModelVersion, RunResult, ScenarioResult, Verdict
+from benchd.records import REFUSED, ModelVersion, NoiseFloor, RunResult, ScenarioResult, Verdict, to_dict
 from benchd.registry.base import RegistryWatcher
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class VerdictMaker:
         meter: the started device sampler (energy of each trial), or None.
         fingerprint: a slot's hardware fingerprint (``hardware_class`` included).
         torch_device: the device torch runs on for a slot (a fake GPU slot runs on the CPU).
+        calibration_batches: A/A batches that measure a model's noise floor on a hardware class the first
+            time one of its versions finishes a run there (0: never; ``benchd calibrate`` still can).
+        cpus: CPUs the comparison workers pin themselves to (None: no pinning).
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class VerdictMaker:
         meter: Any = None,
         fingerprint: Callable[[str], dict[str, Any]] = lambda slot: {},
         torch_device: Callable[[str], str] = lambda slot: slot,
+        calibration_batches: int = 0,
+        cpus: tuple[int, ...] | None = None,
     ) -> None:
         self.store = store
         self.watchers = watchers
@@ -67,6 +74,13 @@ class VerdictMaker:
         self.meter = meter
         self.fingerprint = fingerprint
         self.torch_device = torch_device
+        self.calibration_batches = calibration_batches
+        self.cpus = cpus
+
+    @property
+    def p99_threshold(self) -> float:
+        """The P99 threshold the verdicts use (its own entry, else the common threshold)."""
+        return self.verdict.thresholds.get("p99_latency", self.verdict.threshold)
 
     def champion(self, mv: ModelVersion) -> str | None:
         """The version the registry's champion alias names for ``mv``'s model, or None."""
@@ -152,20 +166,19 @@ class VerdictMaker:
             if self.verdict.mode == "history":
                 verdict = self._decide_history(mv, base, scenario_result, hardware_class)
             else:
-                verdict = self._decide_batch(record, mv, base, scenario_result, cancel)
+                verdict = self.refusal(mv, scenario_result, hardware_class, base.version)
+                if verdict is None:
+                    verdict = self._decide_batch(record, mv, base, scenario_result, cancel)
             if verdict is not None:
                 log_verdict(verdict)
                 verdicts.append(verdict)
+        if result.results and not cancel.is_set():
+            self.calibrate_if_missing(record, mv, result.results[0], hardware_class, cancel)
         return verdicts
 
-    def _decide_batch(
-        self,
-        record: RunRecord,
-        mv: ModelVersion,
-        base: ModelVersion,
-        r: ScenarioResult,
-        cancel: threading.Event,
-    ) -> Verdict | None:
+    def _plan(
+        self, record: RunRecord, mv: ModelVersion, base: ModelVersion, r: ScenarioResult
+    ) -> ComparisonPlan:
         settings = next(s for s in record.spec.scenarios if s.name == r.scenario)
         plan = plan_comparison(
             self.bench,
@@ -180,6 +193,86 @@ class VerdictMaker:
             device=self.torch_device(r.device),  # the slot's label is cuda:N, torch may run on the CPU
             allow_pickle=record.spec.allow_pickle,
         )
+        return plan.replace(cpus=self.cpus)
+
+    def calibrate_if_missing(
+        self,
+        record: RunRecord,
+        mv: ModelVersion,
+        r: ScenarioResult,
+        hardware_class: str,
+        cancel: threading.Event,
+    ) -> NoiseFloor | None:
+        """Measure the model's noise floor on this hardware class when it has none yet (and store it)."""
+        if self.calibration_batches < 1 or self.store.noise_floor(mv.model, hardware_class) is not None:
+            return None
+        logger.info(
+            "calibrating %s on hardware class %s: %d A/A batches of %s (the noise floor)",
+            mv.model,
+            hardware_class or "unknown",
+            self.calibration_batches,
+            mv.version,
+        )
+        try:
+            floor = calibrate(
+                self._plan(record, mv, mv, r),
+                self.runs_dir / str(record.id) / "calibrate",
+                batches=self.calibration_batches,
+                hardware_class=hardware_class,
+                meter=self.meter,
+                meter_device=r.device,
+                cancel=cancel,
+                host_fingerprint=self.fingerprint(r.device),
+            )
+        except CalibrationError as e:
+            logger.warning("calibration of %s on %s failed: %s", mv.model, hardware_class or "unknown", e)
+            return None
+        floor = dataclasses.replace(floor, device=r.device)
+        self.store.save_noise_floor(floor)
+        logger.info(
+            "noise floor of %s on %s: P99 +/-%.1f%%, p50 +/-%.1f%% (%s)",
+            mv.model,
+            hardware_class or "unknown",
+            100 * floor.p99_ratio,
+            100 * floor.p50_ratio,
+            floor.refusal(self.p99_threshold) or "the P99 threshold is above it",
+        )
+        return floor
+
+    def refusal(
+        self, mv: ModelVersion, r: ScenarioResult, hardware_class: str, baseline: str
+    ) -> Verdict | None:
+        """A ``refused`` verdict when the P99 threshold is below the stored noise floor, else None."""
+        floor = self.store.noise_floor(mv.model, hardware_class)
+        sentence = floor.refusal(self.p99_threshold) if floor else None
+        if sentence is None:
+            return None
+        logger.warning("verdict %s/%s %s refused: %s", mv.model, mv.version, r.scenario, sentence)
+        verdict = Verdict(
+            model=mv.model,
+            candidate_version=mv.version,
+            baseline_version=baseline,
+            scenario=r.scenario,
+            batch_size=r.batch_size,
+            device=r.device,
+            method=REFUSED,
+            metrics=(),
+            decided_unix_s=time.time(),
+            note=f"refused: {sentence}",
+        )
+        inputs = {"method": REFUSED, "noise_floor": to_dict(floor), "hardware_class": hardware_class}
+        self.store.save_verdict(verdict, inputs)
+        return verdict
+
+    def _decide_batch(
+        self,
+        record: RunRecord,
+        mv: ModelVersion,
+        base: ModelVersion,
+        r: ScenarioResult,
+        cancel: threading.Event,
+    ) -> Verdict | None:
+        plan = self._plan(record, mv, base, r)
         out_dir = self.runs_dir / str(record.id) / f"compare-{r.scenario}-bs{r.batch_size}"
         fingerprint = self.fingerprint(r.device)
         outcome = compare(
