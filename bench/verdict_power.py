@@ -1,20 +1,24 @@
-"""How often does the paired verdict get it right, and what does it cost? Real verdicts on the CPU.
+"""How often does the paired verdict get it right, and what does it cost? Real verdicts on this machine.
 
 Builds model versions with known differences: a block of tanh(linear) applied 100 times (the block size chosen
 so that takes ~1.5 ms here), and 103, 110 and 125 times for exactly +3%, +10% and +25% compute:
 
-  twins     the same version twice                      goal: regressed <= 1%
+  twins     the same version twice                      goals: P99 unchanged >= 90%, regressed <= 1%,
+                                                        A/A coverage of the P99 and p50 intervals >= 93%
   +3%       3% more compute everywhere                  goal: never regressed at t = 10%
-  +10%      10% more compute                            goal: regressed >= 90% within 3 min per verdict
-  +25%      25% more compute                            goal: regressed >= 90% within 1 min per verdict
-  tail      every 20th query 3x slower (spin), median alone (reported: P99 should regress, p50 not)
+  +10%      10% more compute                            goal: P99 regressed >= 90% within 3 min per verdict
+  +25%      25% more compute                            goal: P99 regressed >= 90% within 1 min per verdict
+  tail      every 20th query 3x slower (spin)           goal: P99 regressed and p50 unchanged >= 90%
 
-then runs ``benchd.compare.run.compare`` on each case ``--repeats`` times and prints, per case, how often each
-verdict (overall and P99 alone) came out, the pairs and benchmarking seconds each verdict cost, and the goal.
-Whatever cannot be decided says ``inconclusive``; nothing passes silently.
+then runs ``benchd.compare.run.compare`` on each case ``--repeats`` times (twins ``--twin-repeats``) with the
+daemon's default verdict settings and prints, per case, how often each P99 state (and the overall verdict)
+came out, the A/A coverage of the P99 and p50 intervals (twins: does the final 95% interval hold 1.0?), the
+pairs, processes and wall seconds each verdict cost, and the goal side by side. Whatever cannot be decided
+says ``inconclusive``; nothing passes silently. The worker is pinned to the last CPU and this process to the
+others, as the daemon does with ``benchmark.cpu_set: auto`` and one thread.
 
-    python bench/verdict_power.py --repeats 5               # trial 2 s, up to 40 pairs / 180 s per verdict
-    python bench/verdict_power.py --repeats 2 --quick       # trial 1 s, up to 30 pairs / 60 s per verdict
+    python bench/verdict_power.py                      # twins x40, the rest x20: about 3 hours here
+    python bench/verdict_power.py --repeats 3 --twin-repeats 5 --cases twins,+25%   # a quick look
 
 The tail models are pickled (the class lives in this file; the worker imports it via PYTHONPATH).
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -94,7 +99,7 @@ def _spec(folder: Path, artifact: str, features: int) -> None:
     (folder / "benchd.yaml").write_text(text)
 
 
-def calibrate(root: Path) -> dict[str, float]:
+def calibrate_block(root: Path) -> dict[str, float]:
     """Pick the block size whose 100-rep model (exported, one thread) takes closest to 1.5 ms."""
     torch.set_num_threads(1)
     best: tuple[float, int, float] | None = None
@@ -148,61 +153,83 @@ def write_cases(root: Path, features: int, base_s: float) -> tuple[dict[str, tup
 
 
 GOALS = {
-    "twins": ("regressed <= 1%", lambda c, n, t: c["regressed"] <= 0.01 * n),
-    "+3%": ("never regressed", lambda c, n, t: c["regressed"] == 0),
-    "+10%": ("regressed >= 90%, <= 180 s", lambda c, n, t: c["regressed"] >= 0.9 * n and t <= 180),
-    "+25%": ("regressed >= 90%, <= 60 s", lambda c, n, t: c["regressed"] >= 0.9 * n and t <= 60),
-    "tail": ("P99 regressed, p50 not", None),
+    "twins": "P99 unchanged >= 90%, regressed <= 1%, coverage >= 93%",
+    "+3%": "never regressed",
+    "+10%": "P99 regressed >= 90% within 180 s",
+    "+25%": "P99 regressed >= 90% within 60 s",
+    "tail": "P99 regressed and p50 unchanged >= 90%",
 }
 STATES = ("regressed", "unchanged", "improved", "inconclusive")
 
 
+def goal_met(name: str, rows: list[dict]) -> bool:
+    n = len(rows)
+    p99 = [r["p99"] for r in rows]
+    if name == "twins":
+        covered = (
+            sum(r["p99_covers_1"] for r in rows) >= 0.93 * n
+            and sum(r["p50_covers_1"] for r in rows) >= 0.93 * n
+        )
+        return p99.count("unchanged") >= 0.9 * n and p99.count("regressed") <= 0.01 * n and covered
+    if name == "+3%":
+        return "regressed" not in p99
+    if name in ("+10%", "+25%"):
+        limit_s = 180.0 if name == "+10%" else 60.0
+        return sum(r["p99"] == "regressed" and r["p99_decided_s"] <= limit_s for r in rows) >= 0.9 * n
+    return sum(r["p99"] == "regressed" and r["p50"] == "unchanged" for r in rows) >= 0.9 * n
+
+
 def run_case(
-    name: str, base: Path, cand: Path, pickle: bool, args: argparse.Namespace, out: Path
+    name: str, base: Path, cand: Path, pickle: bool, repeats: int, out: Path, cpus: tuple[int, ...] | None
 ) -> list[dict]:
+    """Run ``repeats`` verdicts of one case with the daemon's default verdict settings."""
     from benchd.compare.run import compare, plan_comparison
     from benchd.config import BenchConfig, VerdictConfig
     from benchd.records import ScenarioSettings
 
-    scenario = ScenarioSettings(
-        warmup_queries=50, warmup_s=1.0, min_duration_s=args.trial_s, min_query_count=50
-    )
+    scenario = ScenarioSettings(warmup_queries=50, warmup_s=0.5, min_query_count=50)
     rows = []
-    for i in range(args.repeats):
+    for i in range(repeats):
         bench = BenchConfig(scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i)
-        verdict = VerdictConfig(trial_s=args.trial_s, min_pairs=args.min_pairs, max_pairs=args.max_pairs,
-                                time_cap_s=args.time_cap_s)
         plan = plan_comparison(
-            bench, verdict, model="bench", candidate_version=name, candidate_path=str(cand),
+            bench, VerdictConfig(), model="bench", candidate_version=name, candidate_path=str(cand),
             baseline_version="base", baseline_path=str(base),
-        ).replace(timeout_s=args.time_cap_s + 120)  # fmt: skip
+        ).replace(cpus=cpus)  # fmt: skip
         started = time.monotonic()
         outcome = compare(plan, out / f"{name}-{i}", env={"PYTHONPATH": str(BENCH_DIR)})
+        wall_s = time.monotonic() - started
         if outcome.verdict is None:
             print(f"  {name} #{i}: ERROR {outcome.error_kind}: {outcome.error}", file=sys.stderr)
-            rows.append({"state": "error", "p99": "error", "p50": "error", "pairs": 0, "benchmark_s": 0.0})
+            rows.append({"state": "error", "p99": "error", "p50": "error", "pairs": 0, "units": 0,
+                         "wall_s": wall_s, "p99_covers_1": False, "p50_covers_1": False,
+                         "p99_decided_s": math.inf})  # fmt: skip
             continue
         by_metric = {m.metric: m for m in outcome.verdict.metrics}
+        p99, p50 = by_metric["p99_latency"], by_metric["p50_latency"]
+        decided = [
+            d for d in outcome.inputs["decisions"] if d["states"].get("p99_latency") not in ("more", None)
+        ]
+        units_at = decided[0]["units"] if decided else outcome.inputs["units"]
+        unit_walls = [u["wall_s"] for u in outcome.inputs["unit_log"]]
         row = {
             "state": outcome.verdict.state,
-            "p99": by_metric["p99_latency"].state,
-            "p50": by_metric["p50_latency"].state,
-            "p99_ratio": [by_metric["p99_latency"].ratio, by_metric["p99_latency"].ratio_low,
-                          by_metric["p99_latency"].ratio_high],
-            "p50_ratio": by_metric["p50_latency"].ratio,
-            "p99_m": by_metric["p99_latency"].min_effect,
-            "p50_m": by_metric["p50_latency"].min_effect,
+            "p99": p99.state,
+            "p50": p50.state,
+            "p99_ratio": [p99.ratio, p99.ratio_low, p99.ratio_high],
+            "p50_ratio": [p50.ratio, p50.ratio_low, p50.ratio_high],
+            "p99_covers_1": bool(p99.ratio_low <= 1.0 <= p99.ratio_high),
+            "p50_covers_1": bool(p50.ratio_low <= 1.0 <= p50.ratio_high),
             "pairs": outcome.inputs["pairs"],
+            "units": outcome.inputs["units"],
+            "wall_s": wall_s,
+            "p99_decided_s": sum(unit_walls[:units_at]) if p99.state != "inconclusive" else math.inf,
             "benchmark_s": outcome.inputs["benchmark_s"],
-            "wall_s": time.monotonic() - started,
-        }  # fmt: skip
+        }
         rows.append(row)
-        p99 = row["p99_ratio"]
         print(
-            f"  {name} #{i}: {row['state']:<12} p99 {row['p99']:<12} "
-            f"{p99[0]:.3f} [{p99[1]:.3f}, {p99[2]:.3f}] m={row['p99_m']:.2f}  "
-            f"p50 {row['p50']:<12} {row['p50_ratio']:.3f} m={row['p50_m']:.2f}  "
-            f"{row['pairs']} pairs, {row['benchmark_s']:.0f} s",
+            f"  {name} #{i}: {row['state']:<12} p99 {p99.state:<12} {p99.ratio:.3f} [{p99.ratio_low:.3f}, "
+            f"{p99.ratio_high:.3f}]  p50 {p50.state:<12} {p50.ratio:.3f} [{p50.ratio_low:.3f}, "
+            f"{p50.ratio_high:.3f}]  {row['pairs']} pairs, {wall_s:.0f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -210,25 +237,24 @@ def run_case(
 
 
 def summarise(results: dict[str, list[dict]]) -> str:
-    header = ("case", "n", "regressed", "unchanged", "improved", "inconcl.", "P99 regr.", "p50 regr.",
-              "pairs", "bench s (mean/max)", "goal", "met")  # fmt: skip
+    header = ("case", "n", "P99 regr.", "P99 unch.", "P99 impr.", "P99 inconcl.", "overall regr.",
+              "p50 regr.", "P99 covers 1", "p50 covers 1", "pairs", "processes", "wall s mean/max",
+              "P99 decided s (median)", "goal", "met")  # fmt: skip
     lines = [header]
     for name, rows in results.items():
         n = len(rows)
-        counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-        max_s = max((r["benchmark_s"] for r in rows), default=0.0)
-        mean_s = sum(r["benchmark_s"] for r in rows) / n if n else 0.0
-        goal, check = GOALS[name]
-        if check is None:
-            met = all(r["p99"] == "regressed" and r["p50"] != "regressed" for r in rows)
-        else:
-            met = check(counts, n, max_s)
+        count = {s: sum(r["p99"] == s for r in rows) for s in STATES}
+        decided_s = sorted(r["p99_decided_s"] for r in rows)
+        median_decided = decided_s[n // 2] if n else math.inf
         lines.append((
-            name, str(n), *(f"{counts[s]}/{n}" for s in STATES),
-            f"{sum(r['p99'] == 'regressed' for r in rows)}/{n}",
+            name, str(n), *(f"{count[s]}/{n}" for s in STATES),
+            f"{sum(r['state'] == 'regressed' for r in rows)}/{n}",
             f"{sum(r['p50'] == 'regressed' for r in rows)}/{n}",
-            f"{sum(r['pairs'] for r in rows) / n:.1f}" if n else "-", f"{mean_s:.0f}/{max_s:.0f}", goal,
-            "yes" if met else "NO",
+            f"{sum(r['p99_covers_1'] for r in rows)}/{n}", f"{sum(r['p50_covers_1'] for r in rows)}/{n}",
+            f"{sum(r['pairs'] for r in rows) / n:.1f}", f"{sum(r['units'] for r in rows) / n:.1f}",
+            f"{sum(r['wall_s'] for r in rows) / n:.0f}/{max(r['wall_s'] for r in rows):.0f}",
+            "-" if math.isinf(median_decided) else f"{median_decided:.0f}",
+            GOALS[name], "yes" if goal_met(name, rows) else "NO",
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines]
@@ -238,28 +264,27 @@ def summarise(results: dict[str, list[dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--quick", action="store_true", help="1 s trials, at most 30 pairs / 60 s per verdict"
-    )
+    parser.add_argument("--repeats", type=int, default=20, help="verdicts per case [default: 20]")
+    parser.add_argument("--twin-repeats", type=int, default=40, help="verdicts of the twins [default: 40]")
     parser.add_argument("--cases", default="twins,+3%,+10%,+25%,tail")
     parser.add_argument("--json", help="write the raw rows here")
     parser.add_argument("--workdir", help="keep model versions and trials here")
     args = parser.parse_args()
-    args.trial_s = 1.0 if args.quick else 2.0
-    args.min_pairs = 6
-    args.max_pairs = 30 if args.quick else 40
-    args.time_cap_s = 60.0 if args.quick else 180.0
     sys.path.insert(0, str(BENCH_DIR))
+    from benchd.compare.plan import ComparisonPlan
+    from benchd.runner.cpus import others, pin_process, worker_cpus
+
+    cpus = worker_cpus("auto", threads=1)
+    pin_process(others(cpus))
     root = Path(args.workdir or tempfile.mkdtemp(prefix="benchd-verdict-power-"))
     t0 = time.monotonic()
-    calib = calibrate(root / "calibration")
+    calib = calibrate_block(root / "calibration")
     features = int(calib["features"])
     cases, folders = write_cases(root / "models", features, calib["base_s"])
     ratios = measured_ratios(folders, features)
     print(
         f"calibration ({time.monotonic() - t0:.0f} s): block of {features} features, 100 reps take "
-        f"{calib['base_s'] * 1e3:.2f} ms; reps {REPS}"
+        f"{calib['base_s'] * 1e3:.2f} ms; reps {REPS}; worker CPUs {cpus}, this process on the others"
     )
     print(
         "  measured median ratios here: "
@@ -269,11 +294,13 @@ def main() -> int:
     for name in args.cases.split(","):
         base, cand, pickle = cases[name]
         print(f"case {name}:", file=sys.stderr, flush=True)
-        results[name] = run_case(name, base, cand, pickle, args, root / "runs")
+        repeats = args.twin_repeats if name == "twins" else args.repeats
+        results[name] = run_case(name, base, cand, pickle, repeats, root / "runs", cpus)
+    plan = ComparisonPlan  # the defaults the verdicts ran with
     print(
-        f"\n{args.repeats} verdicts per case; trial {args.trial_s:g} s, "
-        f"min {args.min_pairs} / max {args.max_pairs} pairs, time cap {args.time_cap_s:g} s, "
-        "t = 10%, m = 5% (raised to the baseline's noise); one thread"
+        f"\nverdict defaults: trials of >= {plan.trial_queries} queries and >= {plan.trial_s:g} s, "
+        f"{plan.min_pairs}-{plan.max_pairs} pairs, {plan.pairs_per_unit} pair(s) per worker process, "
+        f"time cap {plan.time_cap_s:g} s, t = 10%, m = 5%; one thread"
     )
     print(summarise(results))
     print(f"total {time.monotonic() - t0:.0f} s")
