@@ -456,3 +456,15 @@ def test_connections_beyond_the_cap_evict_the_oldest_idle_one(service_factory) -
     finally:
         for s in idle:
             s.close()
+
+
+def test_answered_connections_are_released_so_the_cap_is_never_reached_by_clients_that_go(
+    service_factory,
+) -> None:
+    svc = service_factory([], max_connections=8)
+    for _ in range(40):  # five times the cap, one after another, each closed after its answer
+        reply = _raw(svc.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200")
+    for _ in range(40):  # keep-alive clients that hang up after their answer
+        assert _get(svc, "/healthz")[0] == 200
+    assert _wait_for(lambda: svc.open_connections() == 0)

@@ -84,11 +84,7 @@ class WorkerPool:
             item = self._queue.get()
             if item is None:
                 return
-            try:
-                self._work(*item)
-            except Exception:  # one bad answer must not cost a worker thread
-                logger.exception("HTTP worker failed")
-                close_quietly(item[0].sock)
+            self._work(*item)
 
 
 def close_quietly(sock: socket.socket) -> None:
@@ -111,7 +107,7 @@ class ConnectionLoop:
         listener: a bound, listening socket (made non-blocking here).
         limits: the bounds.
         handle: ``handle(conn, request)``, called on a worker thread; it writes the answer and then calls
-            :meth:`give_back` (keep-alive) or closes the socket.
+            :meth:`release` (which keeps the connection or closes it).
     """
 
     def __init__(
@@ -131,8 +127,11 @@ class ConnectionLoop:
         self._returned: collections.deque[Connection] = collections.deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._pool = WorkerPool("benchd-http", limits.workers, limits.max_queued, handle)
-        self._priority = WorkerPool("benchd-http-probe", limits.priority_workers, limits.max_queued, handle)
+        self._handle = handle
+        self._pool = WorkerPool("benchd-http", limits.workers, limits.max_queued, self._answer)
+        self._priority = WorkerPool(
+            "benchd-http-probe", limits.priority_workers, limits.max_queued, self._answer
+        )
         self._thread = threading.Thread(target=self._run, name="benchd-http", daemon=True)
         self._next_accept_warning_s = 0.0
 
@@ -154,14 +153,23 @@ class ConnectionLoop:
         with self._lock:
             return len(self._reading) + len(self._handling)
 
-    def give_back(self, conn: Connection) -> None:
-        """Return a keep-alive connection to the loop after its answer was written (worker thread)."""
+    def _answer(self, conn: Connection, request: ParsedRequest) -> None:
+        """Run ``handle`` on a worker thread; a crash closes the connection, never the worker."""
+        try:
+            self._handle(conn, request)
+        except Exception:
+            logger.exception("HTTP worker failed")
+            self.release(conn, keep_alive=False)
+
+    def release(self, conn: Connection, keep_alive: bool) -> None:
+        """A worker is done with ``conn``: return it to the loop (keep-alive) or close it."""
         with self._lock:
-            if self._stopping.is_set():
+            if keep_alive and not self._stopping.is_set():
+                self._returned.append(conn)
+            else:
                 self._handling.discard(conn)
                 close_quietly(conn.sock)
                 return
-            self._returned.append(conn)
         self._wake()
 
     def _wake(self) -> None:

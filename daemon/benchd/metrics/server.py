@@ -287,7 +287,7 @@ class HTTPService:
             conn.sock.sendall(data)
         except OSError:
             close = True
-        if close or loop is None:
+        if loop is None:
             close_quietly(conn.sock)
         else:
-            loop.give_back(conn)
+            loop.release(conn, keep_alive=not close)
