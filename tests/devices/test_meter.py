@@ -272,3 +272,10 @@ def test_a_sample_older_than_the_newest_is_refused(clock: FakeClock) -> None:
     assert ring.latest() == TelemetrySample(t_mono_s=3.0, power_w=3.0, memory_used_bytes=7)
     with pytest.raises(ValueError, match="at least 2"):
         TelemetryRing(1)
+
+
+def test_retention_reaches_back_over_the_longest_run() -> None:
+    from benchd.devices.meter import DEFAULT_RETAIN_S, retention_s
+
+    assert retention_s(600.0) == DEFAULT_RETAIN_S == 900.0  # the default run timeout fits the default
+    assert retention_s(3600.0) == 3660.0

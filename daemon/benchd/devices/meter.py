@@ -41,8 +41,19 @@ logger = logging.getLogger(__name__)
 CPU = "cpu"
 #: Seconds of telemetry kept per device by default: the default run timeout (600 s) plus a margin.
 DEFAULT_RETAIN_S = 900.0
+#: Telemetry kept beyond the longest run, for the launcher to read a finished run's windows.
+RETAIN_MARGIN_S = 60.0
 #: Samples fetched beyond each edge of a window, so a sample missing a reading at the edge is bridged.
 _EDGE_MARGIN_S = 1.0
+
+
+def retention_s(longest_run_s: float) -> float:
+    """Seconds of telemetry to keep when no run lasts longer than ``longest_run_s`` (its timeout).
+
+    A run's windows are read once its worker has exited, so the buffer must reach back to the start of
+    the longest run, plus a margin; never less than :data:`DEFAULT_RETAIN_S`.
+    """
+    return max(DEFAULT_RETAIN_S, longest_run_s + RETAIN_MARGIN_S)
 
 
 class WindowSampler:
