@@ -15,8 +15,8 @@
    on first use, so the cold count before the first version is lower: the descriptors opened since
    then are listed); ``/metrics`` exports at most ``export.latest_versions`` versions per model, so its
    size stays that of the end of warm-up.
-   Wall time: about 4-6 s per version on a 2-core host (a worker process imports torch for each run),
-   so the default N=1000 takes about 1.5 h; ``--versions 60 --idle-s 60`` about 6 minutes.
+   Wall time: about 7 s per version on a shared 2-core host (a worker process imports torch for each
+   run), so the default N=1000 takes about 2 h; ``--versions 60 --idle-s 60`` took 7.8 minutes.
 2. ``--telemetry-hour``: the daemon's telemetry sampler (8 fake GPUs, 20 Hz) in this process with an
    injected clock: an hour of samples in seconds of wall time; prints stored samples and RSS every 10
    simulated minutes; the goal is a flat line after the buffer fills.

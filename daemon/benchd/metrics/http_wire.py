@@ -91,7 +91,7 @@ def render_response(
     return head if head_only else head + body
 
 
-def _parse_head(raw: bytes, limits: Limits) -> tuple[str, str, str, dict[str, str]]:
+def _parse_head(raw: bytes) -> tuple[str, str, str, dict[str, str]]:
     """Parse the request line and headers (``raw`` ends before the blank line)."""
     line, _, rest = raw.partition(b"\r\n")
     parts = line.decode("latin-1").split()
@@ -141,7 +141,7 @@ def take_request(conn: Connection, limits: Limits) -> ParsedRequest | None:
                     431, "headers_too_large", f"request head over {limits.max_header_bytes} bytes"
                 )
             return None
-        conn.head = _parse_head(bytes(conn.buffer[:end]), limits)
+        conn.head = _parse_head(bytes(conn.buffer[:end]))
         del conn.buffer[: end + 4]
         conn.body_bytes = _body_length(conn.head[3], limits)
     method, target, version, headers = conn.head
