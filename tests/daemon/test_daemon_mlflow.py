@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from benchd.registry.mlflow import cache_folder_name
 from tests.daemon.test_daemon import TERMINAL
 
 
@@ -34,6 +35,6 @@ def test_versions_registered_in_mlflow_are_benchmarked(daemon_factory, seeder, z
         ("daemon-mlp", "1", "ok"),
         ("daemon-mlp", "2", "ok"),
     }
-    cached = d.root / "data" / "cache" / "mlflow" / "daemon-mlp" / "2"
+    cached = d.root / "data" / "cache" / "mlflow" / cache_folder_name("daemon-mlp") / "2"
     assert (cached / "benchd.yaml").is_file()
     assert d.stop() == 0

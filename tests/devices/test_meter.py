@@ -201,3 +201,81 @@ def test_pure_functions_reject_empty_windows() -> None:
     assert "empty window" in counter_energy(series, 0.5, 0.4, 0, "x").reason
     assert "empty window" in power_energy(series, 0.5, 0.5, 0, "x").reason
     assert counter_energy(series, 0.0, 1.0, 0, "x").energy_j == pytest.approx(1.0)
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+@pytest.mark.slow  # 72,000 sampling rounds of 8 devices (about 20 s on a loaded CPU)
+def test_an_hour_of_20_hz_telemetry_on_8_gpus_keeps_memory_flat(clock: FakeClock) -> None:
+    device_set = FakeDeviceSet.from_config({"count": 8, "power_w": 250}, clock=clock)
+    retain_s, interval_s = 120.0, 0.05
+    sampler = WindowSampler(
+        device_set, RAPLReader("/nonexistent/powercap"), interval_s=interval_s, clock=clock, retain_s=retain_s
+    )
+    bound = 8 * (round(retain_s / interval_s) + 2)
+    rss_after_warmup = 0
+    for step in range(3600 * 20):
+        sampler.sample_once()
+        clock.advance(interval_s)
+        if step == 600 * 20:  # ten minutes in: the buffers have long been full
+            rss_after_warmup = _rss_bytes()
+    stored = sum(len(sampler.samples(f"cuda:{i}")) for i in range(8))
+    assert stored <= bound
+    growth_bytes = _rss_bytes() - rss_after_warmup
+    assert growth_bytes < 4 * 2**20, f"RSS grew {growth_bytes / 2**20:.1f} MiB over 50 minutes of telemetry"
+    # the newest window is still measured exactly
+    report = sampler.energy_for_window("cuda:7", clock() - 60.0, clock() - 30.0)
+    assert report.measured and report.energy_j == pytest.approx(250.0 * 30.0, rel=1e-9)
+
+
+def test_windows_older_than_the_buffer_are_not_measured_with_a_reason(clock: FakeClock) -> None:
+    device_set = FakeDeviceSet.from_config({"power_w": 250}, clock=clock)
+    sampler = WindowSampler(
+        device_set, RAPLReader("/nonexistent"), interval_s=0.1, clock=clock, retain_s=10.0
+    )
+    t0 = clock()
+    for _ in range(300):  # 30 s of samples into a 10 s buffer
+        sampler.sample_once()
+        clock.advance(0.1)
+    assert len(sampler.samples("cuda:0")) == sampler.capacity == 102
+    old = sampler.energy_for_window("cuda:0", t0 + 1.0, t0 + 25.0)
+    assert old.measured is False and old.energy_j is None
+    assert "before the oldest sample kept (the buffer holds the last 10 s)" in old.reason
+    assert sampler.telemetry_for_window("cuda:0", t0 + 1.0, t0 + 25.0).samples == 0
+    recent = sampler.energy_for_window("cuda:0", t0 + 22.05, t0 + 29.05)
+    assert recent.measured and recent.energy_j == pytest.approx(250.0 * 7.0, rel=1e-9)
+    assert sampler.telemetry_for_window("cuda:0", t0 + 22.05, t0 + 29.05).samples == 70  # 22.1 ... 29.0 s
+
+
+def test_since_and_latest_read_only_the_newest_samples(clock: FakeClock) -> None:
+    sampler = sampled({"count": 2, "power_w": 100}, clock, 2.0, 0.5)  # samples at +0, 0.5, ..., 2.0 s
+    t0 = clock() - 2.5
+    assert sampler.latest("cuda:1").t_mono_s == pytest.approx(t0 + 2.0)
+    assert [s.t_mono_s - t0 for s in sampler.since("cuda:0", t0 + 1.0)] == pytest.approx([1.0, 1.5, 2.0])
+    assert sampler.since("cuda:0", t0 + 5.0) == []
+    assert sampler.latest("cuda:9") is None and sampler.since("cuda:9", 0.0) == []
+    assert sampler.stored_samples() == 10
+
+
+def test_a_sample_older_than_the_newest_is_refused(clock: FakeClock) -> None:
+    from benchd.devices.telemetry_buffer import TelemetryRing
+
+    ring = TelemetryRing(3)
+    for t in (1.0, 2.0, 2.0, 3.0):
+        assert ring.append(TelemetrySample(t_mono_s=t, power_w=t, memory_used_bytes=7))
+    assert ring.append(TelemetrySample(t_mono_s=2.5)) is False
+    assert [s.t_mono_s for s in ring.all()] == [2.0, 2.0, 3.0] and ring.dropped == 1
+    assert ring.latest() == TelemetrySample(t_mono_s=3.0, power_w=3.0, memory_used_bytes=7)
+    with pytest.raises(ValueError, match="at least 2"):
+        TelemetryRing(1)
+
+
+def test_retention_reaches_back_over_the_longest_run() -> None:
+    from benchd.devices.meter import DEFAULT_RETAIN_S, retention_s
+
+    assert retention_s(600.0) == DEFAULT_RETAIN_S == 900.0  # the default run timeout fits the default
+    assert retention_s(3600.0) == 3660.0

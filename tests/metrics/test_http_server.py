@@ -5,8 +5,13 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
+import os
+import resource
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from metrics_fixtures import small_snapshot
@@ -62,6 +67,30 @@ def service(live_registry) -> Iterator[HTTPService]:
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture
+def service_factory(live_registry) -> Iterator[Callable[..., HTTPService]]:
+    """Factory: a started service with /healthz, /metrics and the given routes; stopped afterwards."""
+    made: list[HTTPService] = []
+
+    def make(routes: list[Route], **kwargs: object) -> HTTPService:
+        registry, _, _ = live_registry()
+        cache = ResultsCache()
+        cache.update(small_snapshot())
+        exporter = MetricsExporter(cache, registry)
+        base = [
+            Route("GET", "/metrics", exporter.handle),
+            Route("GET", "/healthz", lambda r: json_response({"status": "ok"})),
+        ]
+        svc = HTTPService("127.0.0.1", 0, [*base, *routes], **kwargs)  # type: ignore[arg-type]
+        svc.start()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.stop()
 
 
 def _get(svc: HTTPService, path: str, headers: dict[str, str] | None = None, method: str = "GET",
@@ -198,3 +227,244 @@ def test_error_response_shape() -> None:
     response = error_response(409, "conflict", "already queued")
     assert response.status == 409
     assert json.loads(response.body) == {"error": "conflict", "reason": "already queued"}
+
+
+# -- bounds: connections, deadlines, pools ------------------------------------------------------------
+
+
+def _threads() -> int:
+    """Threads of this process (the server runs in it), as the kernel counts them."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= needed, "this host allows too few open files"
+
+
+def _raw(port: int, request: bytes, timeout_s: float = 10.0) -> bytes:
+    """Send ``request`` on a new connection; return everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_closed_by_server(sock: socket.socket) -> bool:
+    """True when the server closed ``sock`` (EOF, reset, or a final answer followed by EOF)."""
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    if not data:
+        return True
+    return data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 503")
+
+
+@pytest.mark.slow  # 2,900 sockets and a few seconds of dribbling
+def test_slowloris_and_idle_floods_keep_threads_bounded_and_healthz_answers(caplog) -> None:
+    _raise_fd_limit(8192)
+    svc = HTTPService(
+        "127.0.0.1",
+        0,
+        [Route("GET", "/healthz", lambda r: json_response({"status": "ok"}))],
+        header_timeout_s=2.0,
+        max_connections=4096,  # all 2,900 are held: the deadline, not eviction, must end the slow ones
+    )
+    svc.start()
+    threads_before = _threads()
+    slow: list[socket.socket] = []
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(400):  # slowloris: a request head that never ends, one byte at a time
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ")
+            s.setblocking(False)
+            slow.append(s)
+        for _ in range(2500):  # idle: connected, nothing sent
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            s.setblocking(False)
+            idle.append(s)
+        peak_threads = _threads()
+        status, _, body = _get(svc, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+        assert svc.open_connections() > 2000  # the flood is really held open
+        # keep dribbling: a per-read timeout would never end these; the whole-request deadline does
+        open_slow = list(slow)
+        for _ in range(40):  # up to 20 s of dribbling against a 2 s deadline
+            still_open = []
+            for s in open_slow:
+                if _is_closed_by_server(s):
+                    continue
+                try:
+                    s.send(b"a")
+                    still_open.append(s)
+                except OSError:
+                    pass
+            open_slow = still_open
+            if not open_slow:
+                break
+            time.sleep(0.5)
+        assert open_slow == [], f"{len(open_slow)} slowloris connections were still open"
+        status, _, _ = _get(svc, "/healthz")
+        assert status == 200
+    finally:
+        for s in slow + idle:
+            s.close()
+        svc.stop()
+    assert peak_threads - threads_before <= 2, (
+        f"{peak_threads - threads_before} threads appeared for 2,900 clients"
+    )
+    assert _wait_for(lambda: _threads() <= threads_before)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_threads_are_fixed_by_the_pools_not_the_clients() -> None:
+    before = _threads()
+    svc = HTTPService("127.0.0.1", 0, [Route("GET", "/healthz", lambda r: json_response({}))], workers=3)
+    svc.start()
+    try:
+        assert _threads() - before == 1 + 3 + 2  # the loop, 3 workers, 2 probe workers
+        conns = [socket.create_connection(("127.0.0.1", svc.port), timeout=10) for _ in range(50)]
+        for c in conns:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for c in conns:
+            assert c.recv(65536).startswith(b"HTTP/1.1 200")
+            c.close()
+        assert _threads() - before == 6
+    finally:
+        svc.stop()
+    assert _wait_for(lambda: _threads() == before)  # the kernel reaps ended threads a moment later
+
+
+def test_api_flood_gets_fast_503_while_probes_and_metrics_still_answer(service_factory) -> None:
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def slow(request: Request) -> Response:
+        entered.release()
+        release.wait(30)
+        return json_response({"slow": True})
+
+    svc = service_factory([Route("GET", "/api/slow", slow)], workers=2, max_queued=2)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        status, _, _ = _get(svc, "/api/slow")
+        with lock:
+            results.append(status)
+
+    callers = [threading.Thread(target=call) for _ in range(10)]
+    try:
+        for t in callers[:2]:
+            t.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)  # both API workers are busy
+        for t in callers[2:]:
+            t.start()
+        # 2 requests wait in the queue; the 6 others are refused at once, without waiting for a worker
+        refused = _wait_for(lambda: results.count(503) == 6)
+        assert refused, f"answers so far: {results}"
+        assert _get(svc, "/healthz")[0] == 200
+        status, _, body = _get(svc, "/metrics")
+        assert status == 200 and b"benchd_queue_runs" in body
+    finally:
+        release.set()
+        for t in callers:
+            t.join(timeout=30)
+    assert sorted(results) == [200] * 4 + [503] * 6
+
+
+def _wait_for(predicate, limit_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_deeply_nested_json_is_a_400_without_a_traceback(service_factory, caplog) -> None:
+    def parse(request: Request) -> Response:
+        return json_response({"type": type(request.json()).__name__})
+
+    svc = service_factory([Route("POST", "/api/parse", parse)], max_body_bytes=1 << 20)
+    status, _, body = _get(svc, "/api/parse", method="POST", body=b"[" * 200_000 + b"]" * 200_000)
+    assert status == 400 and json.loads(body)["error"] == "invalid_json"
+    assert "nested too deeply" in json.loads(body)["reason"]
+    status, _, body = _get(svc, "/api/parse", method="POST", body=b"\xff{")
+    assert status == 400 and json.loads(body)["error"] == "invalid_json"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_malformed_requests_get_json_errors_and_the_server_carries_on(service: HTTPService) -> None:
+    reply = _raw(service.port, b"NOT A REQUEST\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400") and b'"error":"bad_request"' in reply
+    reply = _raw(service.port, b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 431")
+    reply = _raw(service.port, b"POST /api/v1/x HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply
+    assert _get(service, "/healthz")[0] == 200
+
+
+def test_pipelined_requests_and_http10_close(service: HTTPService) -> None:
+    two = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /api/v1/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    reply = _raw(service.port, two)
+    assert reply.count(b"HTTP/1.1 200") == 2 and reply.rstrip().endswith(b'"token":""}')
+    reply = _raw(service.port, b"GET /healthz HTTP/1.0\r\n\r\n")  # closes after one answer
+    assert reply.startswith(b"HTTP/1.1 200") and b"Connection: close" in reply
+
+
+def test_expect_100_continue_is_answered_before_the_body(service: HTTPService) -> None:
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and b'"body":"hello"' in reply
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(service_factory) -> None:
+    svc = service_factory([], request_timeout_s=0.5)
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert sock.recv(65536) == b""  # closed by the server once idle; no answer needed
+
+
+def test_connections_beyond_the_cap_evict_the_oldest_idle_one(service_factory) -> None:
+    svc = service_factory([], max_connections=5)
+    idle = [socket.create_connection(("127.0.0.1", svc.port), timeout=10) for _ in range(20)]
+    try:
+        assert _get(svc, "/healthz")[0] == 200
+        assert _wait_for(lambda: svc.open_connections() <= 5)
+        assert idle[0].recv(65536) == b""  # the oldest idle connection was closed to make room
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_answered_connections_are_released_so_the_cap_is_never_reached_by_clients_that_go(
+    service_factory,
+) -> None:
+    svc = service_factory([], max_connections=8)
+    for _ in range(40):  # five times the cap, one after another, each closed after its answer
+        reply = _raw(svc.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200")
+    for _ in range(40):  # keep-alive clients that hang up after their answer
+        assert _get(svc, "/healthz")[0] == 200
+    assert _wait_for(lambda: svc.open_connections() == 0)

@@ -13,6 +13,7 @@ from benchd.errors import ConfigError, RegistryError
 from benchd.registry import LocalFolderWatcher, MemoryCursorStore, MLflowWatcher
 from benchd.registry.base import UnknownModelVersionError
 from benchd.registry.factory import build_watcher, build_watchers, mlflow_auth
+from benchd.registry.mlflow import cache_folder_name
 
 FILES = {"model.pt2": b"\x01" * 100, "benchd.yaml": b"inputs: [{name: x, shape: [batch, 3]}]\n"}
 
@@ -104,7 +105,7 @@ def test_mlflow_lookups_fetch_the_version_and_name_what_is_missing(mlflow_url, t
     assert watcher.previous_version(model, "3") == "2"
     mv = watcher.find_version(model, "2")
     assert (mv.model, mv.version, mv.registry) == (model, "2", "prod")
-    assert Path(mv.path) == tmp_path / "cache" / "prod" / model / "2"
+    assert Path(mv.path) == tmp_path / "cache" / "prod" / cache_folder_name(model) / "2"
     assert (Path(mv.path) / "model.pt2").read_bytes() == FILES["model.pt2"]
     with pytest.raises(UnknownModelVersionError) as e:
         watcher.find_version(model, "9")

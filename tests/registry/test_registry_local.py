@@ -9,7 +9,7 @@ import pytest
 
 from benchd.errors import RegistryError
 from benchd.history import SQLiteHistoryStore
-from benchd.registry import LocalFolderWatcher, MemoryCursorStore
+from benchd.registry import LocalFolderWatcher, MemoryCursorStore, UnknownModelVersionError
 
 
 class Clock:
@@ -146,3 +146,45 @@ def test_bad_cursor_value_raises_registry_error(tmp_path: Path) -> None:
     store.set_cursor("local", "m", "{not json")
     with pytest.raises(RegistryError, match="bad cursor"):
         LocalFolderWatcher("local", tmp_path, cursor_store=store).poll()
+
+
+def test_a_version_folder_linked_outside_the_root_is_refused_and_skipped(tmp_path: Path, caplog) -> None:
+    root, outside = tmp_path / "registry", tmp_path / "elsewhere"
+    _version(root, "resnet", "1")
+    secret = _version(outside, "x", "secret")
+    (root / "resnet" / "2").symlink_to(secret, target_is_directory=True)
+    (root / "linked").symlink_to(outside / "x", target_is_directory=True)  # a whole model dir outside
+    inside = _version(root, "resnet", "3")
+    (root / "resnet" / "4").symlink_to(inside, target_is_directory=True)  # a link inside the root is fine
+    for folder in (root / "resnet" / "1", inside):
+        (folder / "READY").touch()
+    watcher = LocalFolderWatcher("local", root, settle_s=0.0)
+    assert _ids(watcher.poll()) == [("resnet", "1"), ("resnet", "3"), ("resnet", "4")]
+    refusals = [r.getMessage() for r in caplog.records if "outside the registry root" in r.getMessage()]
+    assert len(refusals) == 2 and any("model resnet version 2" in m for m in refusals)
+    assert any("model linked version secret" in m for m in refusals)
+    assert watcher.poll() == []  # skipped again, without a second warning
+    assert len([r for r in caplog.records if "outside the registry root" in r.getMessage()]) == 2
+    assert watcher.list_versions("resnet") == ["1", "3", "4"]
+    with pytest.raises(RegistryError, match="leads outside the registry root"):
+        watcher.find_version("resnet", "2")
+
+
+def test_an_artifact_linked_outside_its_folder_is_refused(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "registry"
+    folder = _version(root, "bert", "1", artifact=None)
+    (tmp_path / "host-file").write_bytes(b"not yours")
+    (folder / "model.pt2").symlink_to(tmp_path / "host-file")
+    (folder / "READY").touch()
+    watcher = LocalFolderWatcher("local", root, settle_s=0.0)
+    assert watcher.poll() == []
+    assert "model.pt2 is a link that leads outside the version folder" in caplog.text
+
+
+@pytest.mark.parametrize(("model", "version"), [("..", "registry"), ("bert", ".."), ("bert/../bert", "1")])
+def test_names_that_are_not_one_folder_are_unknown_versions(tmp_path: Path, model: str, version: str) -> None:
+    root = tmp_path / "registry"
+    _version(root, "bert", "1")
+    watcher = LocalFolderWatcher("local", root, settle_s=0.0)
+    with pytest.raises(UnknownModelVersionError):
+        watcher.find_version(model, version)

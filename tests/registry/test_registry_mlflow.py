@@ -24,6 +24,7 @@ from benchd.registry import (
     parse_mlflow_event,
     verify_mlflow_signature,
 )
+from benchd.registry.mlflow import cache_folder_name
 
 pytestmark = pytest.mark.slow  # starts a real MLflow server (once per session)
 
@@ -171,7 +172,8 @@ def test_fetch_downloads_every_file_into_the_cache(
     [mv] = watcher.poll()
     local = watcher.fetch(mv)
     folder = Path(local.path)
-    assert folder == tmp_path / "cache" / model / mv.version
+    assert folder == tmp_path / "cache" / cache_folder_name(model) / mv.version
+    assert cache_folder_name(model).startswith(f"{model}-")  # readable, then a hash of the exact name
     assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files
     assert watcher.fetch(mv).path == local.path  # cached
     assert [p.name for p in folder.parent.iterdir()] == [mv.version]  # no temp folders left
@@ -187,7 +189,7 @@ def test_fetch_over_the_size_limit_leaves_nothing_behind(
     [mv] = watcher.poll()
     with pytest.raises(RegistryError, match=rf"{mlflow_url}.*{model}.*500-byte limit"):
         watcher.fetch(mv)
-    assert list((tmp_path / "cache" / model).iterdir()) == []
+    assert list((tmp_path / "cache" / cache_folder_name(model)).iterdir()) == []
 
 
 def test_unreachable_server_raises_registry_error_without_credentials(tmp_path: Path, cursor_store) -> None:
@@ -274,3 +276,21 @@ def test_a_real_mlflow_webhook_delivery_verifies_and_parses(mlflow_url: str, rec
     event = parse_mlflow_event(body)
     assert event is not None and event.is_new_version and event.model and event.version
     assert json.loads(body)["entity"] == "model_version"
+
+
+def test_models_whose_names_slug_alike_get_their_own_cache_folders(
+    mlflow_url: str, seeder: MLflowSeeder, tmp_path: Path, cursor_store
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    # one slug (team_<suffix>); MLflow 3.17 refuses "/" and ":" in names but takes "!"
+    first, second = f"team!{suffix}", f"team_{suffix}"
+    artifacts = {}
+    for name in (first, second):
+        seeder.create_model(name)
+        artifacts[name] = {**FILES, "model.pt2": name.encode()}
+        seeder.create_version(name, artifacts[name])
+    watcher = _watcher(mlflow_url, tmp_path, cursor_store, models=[first, second])
+    fetched = {mv.model: Path(watcher.fetch(mv).path) for mv in watcher.poll()}
+    assert fetched[first] != fetched[second]
+    for name, folder in fetched.items():
+        assert (folder / "model.pt2").read_bytes() == name.encode()  # each model runs its own artifact

@@ -152,14 +152,17 @@ class Batch:
         return energy_j, bool(telemetry.throttled), list(telemetry.throttle_reasons)
 
     def _wait_for_sample_after(self, device: str, end_mono_s: float, limit_s: float = 0.5) -> None:
-        """Energy needs a sample after the window's end: wait (briefly) for the sampler thread's next one."""
-        samples = getattr(self.meter, "samples", None)
-        if samples is None:
+        """Energy needs a sample after the window's end: wait (briefly) for the sampler thread's next one.
+
+        Reads only the newest sample (``meter.latest``), never a copy of the history.
+        """
+        latest = getattr(self.meter, "latest", None)
+        if latest is None:
             return
         give_up = time.monotonic() + limit_s
         while time.monotonic() < give_up:
-            series = samples(device)
-            if not series or series[-1].t_mono_s >= end_mono_s:
+            sample = latest(device)
+            if sample is None or sample.t_mono_s >= end_mono_s:
                 return
             time.sleep(0.01)
 

@@ -4,20 +4,25 @@ A small routing table maps (method, path or path prefix) to a handler ``handler(
 Bodies are read only up to ``max_body_bytes`` (larger ones get 413 without being read); every error is
 a JSON body ``{"error": "<code>", "reason": "<text>"}``. Handlers may raise :class:`HTTPError` for a
 4xx/5xx answer; any other exception becomes a 500 and is logged, never reaching the client as a trace.
+Client errors (bad JSON, bad ids, slow or oversized requests) are logged at DEBUG only.
+
+The server is bounded (:mod:`benchd.metrics.http_connections`): a fixed number of threads, a cap on open
+connections, a deadline for a whole request, and probes/scrapes answered by their own workers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from benchd.errors import BenchdError
+from benchd.metrics.http_connections import ConnectionLoop, close_quietly
+from benchd.metrics.http_wire import Connection, Limits, ParsedRequest, render_response
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +58,14 @@ class Request:
         """Decode the body as JSON.
 
         Raises:
-            HTTPError: 400 when the body is not valid UTF-8 JSON.
+            HTTPError: 400 when the body is not valid UTF-8 JSON, or nested too deeply to decode.
         """
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, ValueError) as e:
             raise HTTPError(400, "invalid_json", f"request body is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise HTTPError(400, "invalid_json", "request body is nested too deeply to decode") from e
 
 
 @dataclass(frozen=True)
@@ -116,14 +123,23 @@ class Route:
 
 
 class HTTPService:
-    """A threaded HTTP/1.1 server with a routing table, bound only where asked.
+    """A bounded HTTP/1.1 server with a routing table, bound only where asked.
 
     Args:
         host: address to bind (``127.0.0.1`` in tests, ``0.0.0.0`` in a container).
         port: port to bind; 0 picks a free one (read it back from :attr:`port` after :meth:`start`).
         routes: the routing table; more can be added with :meth:`add_route` before :meth:`start`.
         max_body_bytes: larger request bodies are refused with 413 without being read.
-        request_timeout_s: socket timeout per connection (idle keep-alive connections close after it).
+        request_timeout_s: an idle keep-alive connection closes after this long; also the time a
+            worker waits on a client that does not read its answer.
+        header_timeout_s: a request (head and body) must arrive whole within this long of its first byte,
+            however slowly it is sent (slowloris clients are closed after it).
+        max_connections: open connections at most; a new one beyond evicts the oldest waiting one.
+        workers: threads answering requests (the API, webhooks).
+        priority_workers: threads answering ``priority_paths`` only, so probes and scrapes stay answered
+            while the API is flooded.
+        max_queued: complete requests waiting for a worker, per pool; beyond it the answer is a fast 503.
+        priority_paths: paths served by the priority workers.
     """
 
     def __init__(
@@ -133,14 +149,36 @@ class HTTPService:
         routes: Iterable[Route] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         request_timeout_s: float = 30.0,
+        *,
+        header_timeout_s: float = 10.0,
+        max_connections: int = 512,
+        workers: int = 8,
+        priority_workers: int = 2,
+        max_queued: int = 64,
+        priority_paths: Iterable[str] = ("/healthz", "/readyz", "/metrics"),
     ) -> None:
+        if max_connections < 1 or workers < 1 or priority_workers < 1 or max_queued < 1:
+            raise ValueError("max_connections, workers, priority_workers and max_queued must be at least 1")
+        if header_timeout_s <= 0 or request_timeout_s <= 0:
+            raise ValueError("header_timeout_s and request_timeout_s must be positive")
         self.host = host
         self._requested_port = port
         self._routes: list[Route] = list(routes)
         self.max_body_bytes = max_body_bytes
         self.request_timeout_s = request_timeout_s
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self.limits = Limits(
+            max_body_bytes=max_body_bytes,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout_s,
+            idle_timeout_s=request_timeout_s,
+            write_timeout_s=request_timeout_s,
+            workers=workers,
+            priority_workers=priority_workers,
+            max_queued=max_queued,
+            priority_paths=tuple(priority_paths),
+        )
+        self._listener: socket.socket | None = None
+        self._loop: ConnectionLoop | None = None
 
     def add_route(self, route: Route) -> None:
         """Add a route (exact paths win over prefixes; the longest prefix wins among prefixes)."""
@@ -149,42 +187,49 @@ class HTTPService:
     @property
     def port(self) -> int:
         """The bound port (the requested one before :meth:`start`)."""
-        if self._server is None:
+        if self._listener is None:
             return self._requested_port
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     @property
     def url(self) -> str:
         """Base URL of the running server, e.g. ``http://127.0.0.1:9777``."""
         return f"http://{self.host}:{self.port}"
 
+    def open_connections(self) -> int:
+        """Client connections open now (0 when stopped)."""
+        return self._loop.open_connections() if self._loop is not None else 0
+
     def start(self) -> None:
-        """Bind and serve in a background thread.
+        """Bind and serve in background threads (a fixed number of them).
 
         Raises:
             OSError: the address cannot be bound (port in use, no permission).
         """
-        if self._server is not None:
+        if self._listener is not None:
             raise RuntimeError("HTTPService already started")
-        handler_class = type("BenchdRequestHandler", (_RequestHandler,), {"service": self})
-        server = _Server((self.host, self._requested_port), handler_class)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="benchd-http", daemon=True
-        )
-        self._thread.start()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self._requested_port))
+            listener.listen(min(socket.SOMAXCONN, 1024))
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self._loop = ConnectionLoop(listener, self.limits, self._answer)
+        self._loop.start()
         logger.info("HTTP server listening on %s:%d", self.host, self.port)
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket (idempotent)."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Stop serving, close every connection and the listening socket (idempotent)."""
+        loop, self._loop = self._loop, None
+        listener, self._listener = self._listener, None
+        if loop is not None:
+            loop.stop()
+        if listener is not None:
+            close_quietly(listener)
 
     def dispatch(self, request: Request) -> Response:
         """Route a request to its handler and turn failures into JSON errors."""
@@ -201,97 +246,48 @@ class HTTPService:
             reason = f"{request.method} not allowed on {request.path}"
             return error_response(405, "method_not_allowed", reason, {"Allow": allowed})
         try:
-            return route.handler(request)
+            response = route.handler(request)
         except HTTPError as e:
+            if e.status >= 500:
+                logger.warning("%s %s answered %d: %s", request.method, request.path, e.status, e.reason)
+            else:
+                logger.debug("%s %s answered %d: %s", request.method, request.path, e.status, e.reason)
             return error_response(e.status, e.error, e.reason, e.headers)
         except Exception:
             logger.exception("handler for %s %s failed", request.method, request.path)
             return error_response(500, "internal_error", "the handler failed; see the daemon log")
+        return response
 
-
-class _Server(ThreadingHTTPServer):
-    """Threaded server with a listen backlog for many concurrent scrapers (the default of 5 drops SYNs)."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    """Turns http.server callbacks into :class:`Request` objects for :meth:`HTTPService.dispatch`."""
-
-    service: HTTPService
-    protocol_version = "HTTP/1.1"
-    server_version = "benchd"
-
-    def setup(self) -> None:
-        self.timeout = self.service.request_timeout_s
-        super().setup()
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._handle()
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._handle()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._handle()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._handle()
-
-    def _handle(self) -> None:
-        body, refusal = self._read_body()
-        if refusal is not None:
-            self.close_connection = True
-            self._send(refusal)
-            return
-        split = urlsplit(self.path)
+    def _answer(self, conn: Connection, parsed: ParsedRequest) -> None:
+        """Answer one request on a worker thread, then keep the connection or close it."""
+        split = urlsplit(parsed.target)
         request = Request(
-            method=self.command,
+            method=parsed.method,
             path=split.path or "/",
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=body,
-            client_host=str(self.client_address[0]),
+            headers=parsed.headers,
+            body=parsed.body,
+            client_host=conn.peer,
         )
-        self._send(self.service.dispatch(request))
-
-    def _read_body(self) -> tuple[bytes, Response | None]:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return b"", error_response(411, "length_required", "chunked request bodies are not accepted")
-        raw_length = self.headers.get("Content-Length")
-        if raw_length is None:
-            return b"", None
-        try:
-            length = int(raw_length)
-            if length < 0:
-                raise ValueError(raw_length)
-        except ValueError:
-            return b"", error_response(400, "bad_request", f"invalid Content-Length {raw_length!r}")
-        limit = self.service.max_body_bytes
-        if length > limit:
-            return b"", error_response(
-                413, "payload_too_large", f"body of {length} bytes exceeds the limit of {limit} bytes"
-            )
-        return self.rfile.read(length), None
-
-    def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        headers = {k.lower(): (k, v) for k, v in response.headers.items()}
-        for key, value in headers.values():
-            self.send_header(key, value)
-        if "content-type" not in headers:
-            self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and response.body:
-            self.wfile.write(response.body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        response = self.dispatch(request)
+        loop = self._loop
+        close = not parsed.keep_alive or loop is None
+        data = render_response(
+            response.status,
+            dict(response.headers),
+            response.body,
+            close=close,
+            head_only=parsed.method == "HEAD",
+            keep_alive_10=parsed.version == "HTTP/1.0",
+        )
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s - %s", self.address_string(), format % args)
+            logger.debug("%s %s %s -> %d", conn.peer, parsed.method, parsed.target[:200], response.status)
+        try:
+            conn.sock.settimeout(self.limits.write_timeout_s)
+            conn.sock.sendall(data)
+        except OSError:
+            close = True
+        if loop is None:
+            close_quietly(conn.sock)
+        else:
+            loop.release(conn, keep_alive=not close)

@@ -9,8 +9,10 @@ version across a crash calls ``pending()``, records the versions durably, then `
 from __future__ import annotations
 
 import abc
+import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from benchd.errors import RegistryError
@@ -49,6 +51,29 @@ class MemoryCursorStore:
         """Store the value under (registry, key)."""
         with self._lock:
             self._values[(registry, key)] = value
+
+
+class PollCancelledError(RegistryError):
+    """A registry call was abandoned: the daemon is shutting down (:meth:`RegistryWatcher.cancel`)."""
+
+
+def is_path_component(name: str) -> bool:
+    """True when ``name`` is one plain path component: not empty, ``.``, ``..``, and no separator or NUL."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\0"))
+
+
+def resolve_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
+    """``path`` with every symlink resolved, or None when that lies outside ``root`` (resolved too).
+
+    A symlink that points outside the registry (``<root>/m/v -> /etc``) would let a registry entry name
+    any file on the host; callers refuse such paths. A path that does not exist resolves as far as it can.
+    """
+    try:
+        real_root = Path(root).resolve()
+        real = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return real if real == real_root or real.is_relative_to(real_root) else None
 
 
 class UnknownModelVersionError(RegistryError):
@@ -121,6 +146,14 @@ class RegistryWatcher(abc.ABC):
             UnknownModelVersionError: no such model or version (the message says which).
             RegistryError: the registry cannot be read or the artifact cannot be fetched.
         """
+
+    def cancel(self) -> None:
+        """Abandon registry calls in progress at their next request or chunk, and refuse new ones.
+
+        Called once when the daemon shuts down, so a stop never waits on a slow or misbehaving registry;
+        the calls then raise :class:`PollCancelledError`. Watchers whose calls are local do nothing.
+        """
+        return None
 
     def previous_version(self, model: str, version: str) -> str | None:
         """The highest version of ``model`` lower than ``version`` in version order, or None.

@@ -5,6 +5,10 @@ marker file is present, or ``benchd.yaml`` and an artifact (``model.pt2``, ``mod
 ``model.pkl``) are present and every file's name, size and mtime stayed the same for ``settle_s``.
 The champion (baseline pointer) of a model is ``<root>/<model>/champion``: a text file naming a version,
 or a symlink to a version folder. The cursor is, per model, the JSON list of versions already reported.
+
+Every version folder is resolved (symlinks included) and must lie inside the registry root, and its
+``benchd.yaml``, ``READY`` and artifact files inside the version folder: a link pointing elsewhere on the
+host is refused with one WARNING naming it, and the version is skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from benchd.registry.base import (
     CursorStore,
     RegistryWatcher,
     UnknownModelVersionError,
+    is_path_component,
+    resolve_inside,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,6 +69,7 @@ class LocalFolderWatcher(RegistryWatcher):
         self._seen: dict[str, set[str]] = {}
         self._settling: dict[tuple[str, str], tuple[Snapshot, float]] = {}
         self._missing_logged = False
+        self._refused: set[tuple[str, str]] = set()
 
     def pending(self) -> list[ModelVersion]:
         """Return complete version folders not reported before, sorted by model then version."""
@@ -77,6 +84,8 @@ class LocalFolderWatcher(RegistryWatcher):
             seen = self._seen_versions(model_dir.name)
             for version_dir in self._subdirs(model_dir):
                 if version_dir.name == CHAMPION_FILE or version_dir.name in seen:
+                    continue
+                if self._contained(model_dir.name, version_dir) is None:
                     continue
                 mv = self._complete_version(model_dir.name, version_dir)
                 if mv is not None:
@@ -98,6 +107,8 @@ class LocalFolderWatcher(RegistryWatcher):
 
     def champion(self, model: str) -> str | None:
         """Return the version ``<root>/<model>/champion`` names (file text or symlink target), or None."""
+        if not is_path_component(model):
+            return None
         pointer = self.root / model / CHAMPION_FILE
         try:
             if pointer.is_symlink():
@@ -113,34 +124,53 @@ class LocalFolderWatcher(RegistryWatcher):
         return name or None
 
     def fetch(self, mv: ModelVersion) -> ModelVersion:
-        """Return ``mv`` with ``path`` set to its version folder (already local)."""
+        """Return ``mv`` with ``path`` set to its version folder (already local).
+
+        Raises:
+            RegistryError: the folder is gone, or it (or a link in it) leads outside the registry root.
+        """
+        if not (is_path_component(mv.model) and is_path_component(mv.version)):
+            raise RegistryError(
+                f"local registry {self.name}: {mv.model!r} version {mv.version!r} is not a folder name"
+            )
         folder = self.root / mv.model / mv.version
         if not folder.is_dir():
             raise RegistryError(
                 f"local registry {self.name}: model {mv.model} version {mv.version}: {folder} is gone"
             )
-        return dataclasses.replace(mv, path=str(folder.resolve()))
+        real = self._contained(mv.model, folder)
+        if real is None:
+            raise RegistryError(
+                f"local registry {self.name}: model {mv.model} version {mv.version}: {folder} leads outside "
+                f"the registry root {self.root}; refused"
+            )
+        return dataclasses.replace(mv, path=str(real))
 
     def describe(self) -> str:
         """The registry's root folder."""
         return str(self.root)
 
     def list_versions(self, model: str) -> list[str]:
-        """Every version folder of ``model``, complete or not, in version order."""
+        """Every version folder of ``model`` inside the root, complete or not, in version order."""
         folder = self.root / model
-        if not folder.is_dir():
+        if not is_path_component(model) or not folder.is_dir():
             raise UnknownModelVersionError(self.name, self.describe(), model, None)
         try:
             names = [e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
         except OSError as e:
             raise RegistryError(f"local registry {self.name}: cannot list {folder}: {e}") from e
-        return sorted((n for n in names if n != CHAMPION_FILE), key=version_sort_key)
+        inside = (n for n in names if n != CHAMPION_FILE and self._contained(model, folder / n) is not None)
+        return sorted(inside, key=version_sort_key)
 
     def find_version(self, model: str, version: str) -> ModelVersion:
         """The version folder ``<root>/<model>/<version>``."""
-        if not (self.root / model).is_dir():
+        if not is_path_component(model) or not (self.root / model).is_dir():
             raise UnknownModelVersionError(self.name, self.describe(), model, None)
-        if not (self.root / model / version).is_dir() or version == CHAMPION_FILE:
+        if (
+            not is_path_component(version)
+            or not (self.root / model / version).is_dir()
+            or version == CHAMPION_FILE
+        ):
             raise UnknownModelVersionError(self.name, self.describe(), model, version)
         champion = self.champion(model)
         mv = ModelVersion(
@@ -163,6 +193,31 @@ class LocalFolderWatcher(RegistryWatcher):
                 ) from exc
             self._seen[model] = seen
         return seen
+
+    def _contained(self, model: str, folder: Path) -> Path | None:
+        """The resolved version folder, or None (logged once) when it or its files lead outside."""
+        real = resolve_inside(self.root, folder)
+        if real is None:
+            self._refuse(model, folder, f"it resolves outside the registry root {self.root}")
+            return None
+        for name in (SPEC_NAME, READY_MARKER, *ARTIFACT_NAMES):
+            entry = folder / name
+            if entry.is_symlink() and resolve_inside(real, entry) is None:
+                self._refuse(model, folder, f"{name} is a link that leads outside the version folder")
+                return None
+        return real
+
+    def _refuse(self, model: str, folder: Path, why: str) -> None:
+        key = (model, folder.name)
+        if key not in self._refused:
+            self._refused.add(key)
+            logger.warning(
+                "local registry %s: skipping model %s version %s: %s (links must stay inside the registry)",
+                self.name,
+                model,
+                folder.name,
+                why,
+            )
 
     def _subdirs(self, folder: Path) -> list[Path]:
         try:

@@ -4,16 +4,23 @@ New versions: ``model-versions/search`` with ``name='X' AND version_number > <cu
 ``version_number ASC``, paged. Only ``READY`` versions are reported; the cursor (per model, the highest
 reported version number) never passes a version still ``PENDING_REGISTRATION``, so it is picked up once
 ready. Champion: the ``champion`` alias. Artifacts: ``get-download-uri``, then the ``mlflow-artifacts``
-proxy (``mlflow server`` serves it by default), into ``<cache_dir>/<model>/<version>/`` via a temp folder.
+proxy (``mlflow server`` serves it by default), into ``<cache_dir>/<slug>-<hash>/<version>/`` via a temp
+folder: the slug keeps the folder readable, the hash of the exact model name keeps ``a/b`` and ``a_b`` apart.
+
+A misbehaving server is an error, never a hang: searches stop after ``max_pages`` pages and when a
+``next_page_token`` repeats; artifact listings stop at ``max_listing_depth`` levels and
+``max_artifact_files`` files; :meth:`MLflowWatcher.cancel` ends a poll at its next request.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +40,7 @@ GIB = 1 << 30
 #: MLflow error codes that mean "no such model or version".
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 _SAFE = "-_.+=@ "
+_SLUG_CHARS = 48
 
 
 class MLflowWatcher(RegistryWatcher):
@@ -54,6 +62,9 @@ class MLflowWatcher(RegistryWatcher):
         page_size: ``max_results`` of each search page.
         pending_timeout_s: a version still ``PENDING_REGISTRATION`` this long after creation is skipped.
         clock: wall-clock seconds (injected by tests).
+        max_pages: a search with more pages than this is an error (a server that never stops paging).
+        max_listing_depth: artifact folders nested deeper than this are an error (a recursive listing).
+        max_artifact_files: a version with more files than this is an error.
     """
 
     def __init__(
@@ -74,6 +85,9 @@ class MLflowWatcher(RegistryWatcher):
         page_size: int = 100,
         pending_timeout_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        max_pages: int = 1000,
+        max_listing_depth: int = 16,
+        max_artifact_files: int = 10_000,
     ) -> None:
         super().__init__(name, cursor_store)
         self.client = MLflowClient(
@@ -90,7 +104,11 @@ class MLflowWatcher(RegistryWatcher):
         self.max_artifact_bytes = max_artifact_bytes
         self.page_size = page_size
         self.pending_timeout_s = pending_timeout_s
+        self.max_pages = max_pages
+        self.max_listing_depth = max_listing_depth
+        self.max_artifact_files = max_artifact_files
         self._clock = clock
+        self._cancel = threading.Event()
 
     @property
     def url(self) -> str:
@@ -113,6 +131,10 @@ class MLflowWatcher(RegistryWatcher):
             if number > self._cursor(model):
                 self.cursor_store.set_cursor(self.name, model, str(number))
 
+    def cancel(self) -> None:
+        """End polls in progress at their next request (the daemon is stopping); later polls fail at once."""
+        self._cancel.set()
+
     def registered_models(self) -> list[str]:
         """Return the names of every registered model (paged search)."""
         names: list[str] = []
@@ -127,6 +149,7 @@ class MLflowWatcher(RegistryWatcher):
                 "/registered-models/alias",
                 {"name": model, "alias": self.champion_alias},
                 what=f"reading alias {self.champion_alias!r} of model {model!r}",
+                cancel=self._cancel,
             )
         except MLflowAPIError as exc:
             if exc.status in (400, 404) and exc.error_code in (
@@ -187,7 +210,7 @@ class MLflowWatcher(RegistryWatcher):
             RegistryError: the artifacts are not reachable through the server's artifact proxy, exceed
                 ``max_artifact_bytes``, or the download fails. Nothing is left at the final path then.
         """
-        dest = self.cache_dir / _safe(mv.model) / _safe(mv.version)
+        dest = self.cache_dir / cache_folder_name(mv.model) / _safe(mv.version)
         if dest.is_dir():
             return dataclasses.replace(mv, path=str(dest))
         what = f"model {mv.model!r} version {mv.version}"
@@ -259,15 +282,28 @@ class MLflowWatcher(RegistryWatcher):
         return found
 
     def _pages(self, endpoint: str, params: Mapping[str, Any], *, what: str) -> list[dict[str, Any]]:
+        """Every page of a search; a repeated page token or more than ``max_pages`` pages is an error."""
         pages: list[dict[str, Any]] = []
         token: str | None = None
+        tokens_seen: set[str] = set()
         while True:
             query = {**params, "max_results": self.page_size, **({"page_token": token} if token else {})}
-            doc = self.client.get_json(endpoint, query, what=what)
+            doc = self.client.get_json(endpoint, query, what=what, cancel=self._cancel)
             pages.append(doc)
             token = doc.get("next_page_token") or None
             if token is None:
                 return pages
+            if not isinstance(token, str) or token in tokens_seen:
+                raise RegistryError(
+                    f"MLflow registry at {self.url}: {what}: the server repeated page token "
+                    f"{str(token)[:40]!r} after {len(pages)} pages (a paging loop); giving up on this poll"
+                )
+            if len(pages) >= self.max_pages:
+                raise RegistryError(
+                    f"MLflow registry at {self.url}: {what}: more than {self.max_pages} pages of "
+                    f"{self.page_size}; giving up on this poll"
+                )
+            tokens_seen.add(token)
 
     def _version(self, raw: Mapping[str, Any]) -> ModelVersion:
         tags = raw.get("tags") or []
@@ -282,19 +318,38 @@ class MLflowWatcher(RegistryWatcher):
             tags=tuple(sorted((str(t.get("key")), str(t.get("value"))) for t in tags if isinstance(t, dict))),
         )
 
-    def _list_files(self, root: str, what: str, prefix: str = "") -> list[tuple[str, int]]:
-        """Return (relative path, size) of every file under ``root`` through the artifact proxy."""
-        path = f"{root}/{prefix}".rstrip("/")
-        doc = self.client.get_artifacts_json({"path": path}, what=f"listing files of {what}")
+    def _list_files(self, root: str, what: str) -> list[tuple[str, int]]:
+        """Return (relative path, size) of every file under ``root`` through the artifact proxy.
+
+        Folders are walked breadth first with a depth and a file-count cap, so a listing that names a
+        folder inside itself (or an endless tree) is an error instead of endless recursion.
+        """
         out: list[tuple[str, int]] = []
-        for entry in doc.get("files", []):
-            rel = f"{prefix}{entry['path']}"
-            _check_relative(rel, self.url, what)
-            if entry.get("is_dir"):
-                out.extend(self._list_files(root, what, prefix=rel + "/"))
-            else:
-                out.append((rel, int(entry.get("file_size") or 0)))
-        if not out and not prefix:
+        folders: list[tuple[str, int]] = [("", 0)]  # (prefix, depth)
+        visited: set[str] = set()
+        while folders:
+            prefix, depth = folders.pop(0)
+            path = f"{root}/{prefix}".rstrip("/")
+            doc = self.client.get_artifacts_json({"path": path}, what=f"listing files of {what}")
+            for entry in doc.get("files", []):
+                rel = f"{prefix}{_entry_path(entry, self.url, what)}"
+                _check_relative(rel, self.url, what)
+                if not entry.get("is_dir"):
+                    out.append((rel, int(entry.get("file_size") or 0)))
+                elif rel in visited or depth + 1 > self.max_listing_depth:
+                    raise RegistryError(
+                        f"MLflow registry at {self.url}: {what}: artifact folders nest deeper than "
+                        f"{self.max_listing_depth} levels at {rel[:200]!r} (a recursive listing?)"
+                    )
+                else:
+                    visited.add(rel)
+                    folders.append((rel + "/", depth + 1))
+                if len(out) + len(folders) > self.max_artifact_files:
+                    raise RegistryError(
+                        f"MLflow registry at {self.url}: {what}: more than {self.max_artifact_files} "
+                        "artifact files; not a model version"
+                    )
+        if not out:
             raise RegistryError(f"MLflow registry at {self.url}: {what}: no files under {root!r}")
         return out
 
@@ -313,6 +368,23 @@ class MLflowWatcher(RegistryWatcher):
                     )
                 fh.write(chunk)
         return written
+
+
+def cache_folder_name(model: str) -> str:
+    """The cache folder of a model: a readable slug of its name plus a hash of the exact name.
+
+    Model names may hold ``/`` and characters a path cannot; a slug alone maps ``a/b`` and ``a_b`` to one
+    folder (and one version's cached artifact to the other model), the hash keeps every name apart.
+    """
+    digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:16]
+    return f"{_safe(model)[:_SLUG_CHARS]}-{digest}"
+
+
+def _entry_path(entry: Any, url: str, what: str) -> str:
+    name = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not name:
+        raise RegistryError(f"MLflow registry at {url}: {what}: artifact listing entry without a path")
+    return name
 
 
 def _safe(name: str) -> str:

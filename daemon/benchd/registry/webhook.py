@@ -109,8 +109,9 @@ class ReplayGuard:
     """Remembers the last ``max_entries`` delivery ids and rejects one seen before (thread-safe).
 
     Combined with the timestamp window of :func:`verify_mlflow_signature`, ``max_entries`` must exceed
-    the deliveries expected within ``max_age_s``. If handling fails after :meth:`check`, call
-    :meth:`forget` so MLflow's retry (same delivery id) is accepted.
+    the deliveries expected within ``max_age_s``. Call :meth:`check` only once a delivery is accepted
+    (signature, age and payload all good), and :meth:`forget` if acting on it fails after that, so a
+    refused or failed delivery's retry (MLflow resends the same delivery id) is taken.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -167,6 +168,8 @@ def parse_mlflow_event(body: bytes) -> WebhookEvent | None:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise WebhookPayloadError(f"webhook body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise WebhookPayloadError("webhook body is nested too deeply to decode") from exc
     if not isinstance(doc, dict):
         raise WebhookPayloadError("webhook body must be a JSON object")
     entity, action, data = doc.get("entity"), doc.get("action"), doc.get("data")

@@ -49,6 +49,8 @@ from benchd.service.scheduler import PRIORITY_API, Scheduler
 logger = logging.getLogger(__name__)
 
 EnqueueFn = Callable[..., list[int]]
+#: Run ids are 64-bit integers in every store: 18 digits always fit, so a longer id names no run.
+MAX_RUN_ID_DIGITS = 18
 
 
 class API:
@@ -109,8 +111,12 @@ class API:
     def get_run(self, request: Request) -> Response:
         """One run, with its version's verdicts."""
         tail = request.path.removeprefix("/api/v1/runs/").strip("/")
-        if not tail.isdigit():
-            raise HTTPError(404, "not_found", f"no run {tail!r}: run ids are integers")
+        if not (tail.isascii() and tail.isdigit()):
+            raise HTTPError(404, "not_found", f"no run {tail[:40]!r}: run ids are integers")
+        if len(tail) > MAX_RUN_ID_DIGITS:  # larger than any id the store can hold (64-bit)
+            raise HTTPError(
+                404, "not_found", f"no run {tail[:40]}...: run ids have at most {MAX_RUN_ID_DIGITS} digits"
+            )
         record = self.store.get_run(int(tail))
         if record is None:
             raise HTTPError(404, "not_found", f"no run {tail}")
@@ -216,8 +222,10 @@ class API:
                 request.header(SIGNATURE_HEADER.lower()),
                 now_s=time.time(),
             )
-            self.replays.check(delivery)
             event = parse_mlflow_event(request.body)
+            # only now, with the delivery accepted, does its id enter the replay cache: a refused
+            # delivery's retry (MLflow resends the same id) must still be taken
+            self.replays.check(delivery)
         except WebhookAuthError as e:
             logger.warning("webhook for %s refused: %s", registry.name, e)
             raise HTTPError(401, "bad_signature", str(e)) from e
@@ -228,5 +236,9 @@ class API:
             logger.info(
                 "webhook: %s/%s created in %s; polling now", event.model, event.version, registry.name
             )
-        self.scheduler.poll_now(registry.name)
+        try:
+            self.scheduler.poll_now(registry.name)
+        except Exception:
+            self.replays.forget(delivery)  # not acted on: MLflow's retry must be accepted
+            raise
         return json_response({"status": "accepted"}, status=202)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from benchd.config import DaemonConfig
 from benchd.devices import open_devices
 from benchd.devices.fingerprint import host_fingerprint
-from benchd.devices.meter import WindowSampler
+from benchd.devices.meter import WindowSampler, retention_s
 from benchd.history import HistoryStore, HostView, ScopedCursorStore, open_store
 from benchd.metrics.cache import MetricsExporter, ResultsCache
 from benchd.metrics.health import DaemonStats, ScrapeStats, register_daemon_collectors
@@ -45,7 +45,7 @@ class BenchdApp:
         self.devices = open_devices(
             mode=config.device_mode, require_gpu=config.require_gpu, fake=config.fake_devices or None
         )
-        self.sampler = WindowSampler(self.devices)
+        self.sampler = WindowSampler(self.devices, retain_s=retention_s(config.benchmark.timeout_s))
         self.slots = self._slots()
         # fleet: hosts of one hardware class share registry cursors, other classes keep their own
         cursors = ScopedCursorStore(self.store, self._fleet_scope()) if self.store.shared else self.store

@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from benchd.errors import RegistryError
 from benchd.metrics.health import DaemonStats
 from benchd.records import ModelVersion
-from benchd.registry.base import RegistryWatcher
+from benchd.registry.base import PollCancelledError, RegistryWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class PollJob:
                     f"queued run(s) {queued}" if queued else "already queued or benchmarked",
                 )
             self.watcher.ack(versions)
+        except PollCancelledError as e:  # the daemon is stopping: not a registry failure
+            logger.info("registry %s: poll abandoned: %s", name, e)
+            return []
         except RegistryError as e:
             self._failed(str(e))
             return []
@@ -150,7 +153,9 @@ class Scheduler:
         self._scheduler.start()
 
     def stop(self) -> None:
-        """Stop scheduling (running jobs finish)."""
+        """Stop scheduling; polls in progress are cancelled at their next request, then awaited."""
+        for job in self.jobs.values():
+            job.watcher.cancel()  # so shutdown never waits on a slow or misbehaving registry
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 
