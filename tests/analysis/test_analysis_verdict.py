@@ -50,7 +50,7 @@ def test_twins_rarely_raise_a_false_alarm_despite_drift_between_pairs(make_trial
 
 
 def _sequential(trials: list[Trial], schedule: LookSchedule, metrics: tuple[str, ...]) -> Verdict:
-    """Decide after every unit from the schedule's first look, stop at the first decision (as a batch does)."""
+    """Decide after every unit from the first look on; stop at the first decision, as a batch does."""
     for units in range(schedule.min_units, schedule.max_units + 1):
         batch = [t for t in trials if t.unit_key < units]
         verdict = decide(batch, metrics=metrics, schedule=schedule)
@@ -113,7 +113,7 @@ def test_the_interval_holds_its_coverage_over_sequential_looks(make_trials):
 
 
 def test_the_interval_is_a_t_interval_of_the_units_log_ratios():
-    # Known answer: unit values log(1.1) + e_u with e_u = -0.02, 0, +0.02 (one pair per unit, noise-free trials).
+    # Known answer: unit values log(1.1) + e_u, e_u = -0.02, 0, +0.02 (one pair per unit, noise-free trials).
     trials = []
     for unit, e in enumerate((-0.02, 0.0, 0.02)):
         base = np.full(200, 1e-3)
