@@ -6,7 +6,7 @@ The torch worker (:mod:`benchd.runner.pairs`) imports this module and nothing el
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from benchd.analysis.metrics import DEFAULT_N_BOOT
@@ -19,7 +19,10 @@ SIDES = ("baseline", "candidate")
 
 @dataclass(frozen=True)
 class ComparisonPlan:
-    """What one comparison batch runs.
+    """What one comparison batch runs (built by :func:`benchd.compare.run.plan_comparison` from the config).
+
+    The settings have no defaults here: they come from the ``verdict:`` section of the config, whose
+    declaration (:class:`benchd.config.VerdictConfig`) is the one place their defaults live.
 
     Attributes:
         candidate: the candidate's run spec: one scenario, one batch size, a concrete device (resolve
@@ -39,14 +42,14 @@ class ComparisonPlan:
 
     candidate: RunSpec
     baseline: RunSpec
-    trial_s: float = 2.0
-    min_pairs: int = 6
-    max_pairs: int = 20
-    time_cap_s: float = 300.0
-    threshold: float = 0.10
-    min_effect: float | None = None
-    thresholds: dict[str, float] = field(default_factory=dict)
-    timeout_s: float = 900.0
+    trial_s: float
+    min_pairs: int
+    max_pairs: int
+    time_cap_s: float
+    threshold: float
+    min_effect: float | None
+    thresholds: dict[str, float]
+    timeout_s: float
     n_boot: int = DEFAULT_N_BOOT
 
     def __post_init__(self) -> None:
