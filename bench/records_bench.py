@@ -2,9 +2,10 @@
 
 Prints microseconds per call, side by side with the reference: ``from_dict`` against main's hand-written
 type walk (``_coerce``, copied below verbatim as the reference) and ``to_dict`` against
-``dataclasses.asdict`` (what main used); plus loading ``configs/example.yaml`` and importing
-``benchd.config`` in a fresh interpreter. main's history store memoised ``from_dict`` with an
-``lru_cache`` because the walk took about 2 ms per RunResult on a busy host.
+``dataclasses.asdict`` (what main used); plus loading ``configs/example.yaml`` and the CPU time of
+importing ``benchd.config`` in a fresh interpreter (main's plain-YAML config module: about 64 ms on
+the shared 2-core host where pydantic's own import took 90 ms). main's history store memoised
+``from_dict`` with an ``lru_cache`` because the walk took about 2 ms per RunResult on a busy host.
 
     python bench/records_bench.py            # about 20 s
     python bench/records_bench.py --quick    # about 5 s
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import statistics
 import subprocess
@@ -31,13 +33,18 @@ FIXTURE = REPO / "tests" / "config" / "fixtures" / "records_4a4dd9e.json"
 
 
 def old_from_dict(cls: Any, data: dict[str, Any]) -> Any:
-    """main's ``records.from_dict`` (4a4dd9e), without its type-hint cache: the reference."""
-    hints = typing.get_type_hints(cls)
+    """main's ``records.from_dict`` (4a4dd9e), its type-hint cache included: the reference."""
+    hints = _old_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _old_coerce(hints[f.name], data[f.name])
     return cls(**kwargs)
+
+
+@functools.cache
+def _old_type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _old_coerce(hint: Any, value: Any) -> Any:
@@ -68,8 +75,8 @@ def per_call_us(fn: Any, repeats: int, rounds: int = 5) -> float:
 
 
 def import_ms(module: str) -> float:
-    """Wall time of ``import module`` in a fresh interpreter (median of 5), ms."""
-    code = f"import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1e3)"
+    """CPU time of ``import module`` in a fresh interpreter (median of 5), ms (steadier than wall time)."""
+    code = f"import time; t = time.process_time(); import {module}; print((time.process_time() - t) * 1e3)"
     runs = [float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(5)]
     return statistics.median(runs)
 
@@ -110,7 +117,7 @@ def main() -> None:
         ref_text = f"{ref:15.1f}" if ref is not None else f"{'-':>15}"
         print(f"{label:28} {now:10.1f} {ref_text}  {what}")
     print(
-        f"\nimport in a fresh interpreter: benchd.records {import_ms('benchd.records'):.0f} ms, "
+        f"\nimport CPU time in a fresh interpreter: benchd.records {import_ms('benchd.records'):.0f} ms, "
         f"benchd.config {import_ms('benchd.config'):.0f} ms, pydantic {import_ms('pydantic.main'):.0f} ms"
     )
 
