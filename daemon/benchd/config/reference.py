@@ -164,7 +164,9 @@ def _unit(key: str, unit: str, tp: Any, field: Any) -> str:
         return str(extra["x-unit"])
     if unit:
         return _UNIT_WORDS.get(unit, unit)
-    item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
-    if _unwrap(item)[0] not in (int, float):
+    item, item_unit = _unwrap(typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp)
+    if item_unit:
+        return _UNIT_WORDS.get(item_unit, item_unit)
+    if item not in (int, float):
         return ""
     return next((u for suffix, u in _SUFFIX_UNITS.items() if key.endswith(suffix)), "")
