@@ -20,8 +20,11 @@ __all__ = ["__version__", "evaluate", "load_config"]
 def load_config(path: str) -> BenchConfig:
     """Load a benchmark config (YAML) and validate it.
 
+    The file is either a daemon config (its ``benchmark:`` section is returned) or a bare benchmark config
+    (``scenarios``, ``defaults``, ``batch_sizes``, ``device``, ... at the top).
+
     Raises:
-        ConfigError: naming the field path of the first problem found.
+        ConfigError: naming the file and the field path of every problem found, one per line.
     """
     from benchd.config import load_bench_config
 
@@ -37,7 +40,8 @@ def evaluate(model_or_path: Any, inputs: Any = None, config: Any = None, **overr
             first, so the run still happens in an isolated worker process).
         inputs: example inputs (a tensor, tuple of tensors or numpy arrays) for an in-memory model or an
             artifact without ``benchd.yaml``; the first dimension is the batch dimension.
-        config: a :class:`BenchConfig`, a path to a YAML config, or a dict of config fields.
+        config: a :class:`BenchConfig`, a path to a YAML config, or a dict of config fields; a file or
+            dict may be a daemon config (its ``benchmark:`` section is used) or a bare benchmark config.
         **overrides: config fields to override, e.g. ``scenarios=["single_stream"]``.
 
     Raises:

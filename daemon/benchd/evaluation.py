@@ -27,23 +27,25 @@ logger = logging.getLogger(__name__)
 
 
 def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
-    """Apply command-line style overrides to a BenchConfig.
+    """Apply command-line style overrides to a BenchConfig; the result is validated like a config file.
 
     Understood keys: ``scenarios`` (names), ``device``, ``batch_sizes``, ``duration_s`` (sets
     ``min_duration`` of every scenario, and raises ``max_duration`` to at least 3x), ``seed``, ``threads``,
-    ``dtype``, ``amp``, ``compile``, ``allow_pickle``, ``timeout_s``, ``target_qps``, ``concurrency``.
+    ``dtype``, ``amp``, ``compile``, ``allow_pickle``, ``timeout_s``, and per scenario ``target_qps``,
+    ``concurrency``, ``samples_per_query``, ``warmup_s``, ``min_query_count``. None values are ignored.
 
     Raises:
-        ConfigError: an unknown key or scenario name.
+        ConfigError: an unknown key or scenario name, or a value out of its bounds (every problem).
     """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     scenarios = list(config.scenarios)
     names = overrides.pop("scenarios", None)
     if names:
         by_name = {s.name: s for s in scenarios}
         template = dataclasses.replace(scenarios[0], name="single_stream")
-        for name in names:
-            if name not in SCENARIOS:
-                raise ConfigError("scenarios", f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        unknown = [n for n in names if n not in SCENARIOS]
+        if unknown:
+            raise ConfigError("scenarios", f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
         scenarios = [by_name.get(n) or dataclasses.replace(template, name=n) for n in names]
     per_scenario: dict[str, Any] = {}
     if (duration := overrides.pop("duration_s", None)) is not None:
@@ -58,12 +60,11 @@ def apply_overrides(config: BenchConfig, **overrides: Any) -> BenchConfig:
                 dataclasses.replace(s, max_duration_s=max(s.max_duration_s, 3 * s.min_duration_s))
                 for s in scenarios
             ]
-    known = {f.name for f in dataclasses.fields(BenchConfig)}
+    known = set(type(config).model_fields) - {"scenario_configs", "defaults"}
     for key in overrides:
         if key not in known:
             raise ConfigError(key, "unknown setting")
-    changes = {k: (tuple(v) if k == "batch_sizes" else v) for k, v in overrides.items() if v is not None}
-    return config.replace(scenarios=tuple(scenarios), **changes)
+    return config.replace(scenarios=tuple(scenarios), **overrides)
 
 
 def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:

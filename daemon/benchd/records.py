@@ -3,18 +3,16 @@
 All values are in SI units (seconds, joules, watts, bytes) and the field names say so. Timestamps named
 ``*_mono_s`` are CLOCK_MONOTONIC seconds (``time.monotonic()``, comparable across processes on one host);
 ``*_unix_s`` are wall-clock seconds since the epoch. Every record converts to and from plain JSON-able
-dicts with :func:`to_dict` and the ``from_dict`` class methods, which is how results cross the process
+dicts with :func:`to_dict` and :func:`from_dict` (a pydantic TypeAdapter per record class, built on first
+use, so importing this module stays cheap for the torch worker), which is how results cross the process
 boundary and reach the store.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,43 +32,29 @@ T = TypeVar("T")
 
 
 def to_dict(record: Any) -> dict[str, Any]:
-    """Return a JSON-able dict of a record (tuples become lists)."""
-    return dataclasses.asdict(record)
+    """Return a plain dict of a record (nested records become dicts), ready for ``json.dumps``."""
+    return _adapter(type(record)).dump_python(record, warnings=False)  # type: ignore[no-any-return]
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build record ``cls`` from a dict made by :func:`to_dict`; unknown keys are ignored.
+    """Build record ``cls`` from a dict made by :func:`to_dict` (or its JSON); unknown keys are ignored.
 
-    Nested records, tuples of records and optional records are rebuilt from their type hints, so records
-    written by an older benchd (missing newer fields with defaults) still load.
+    Nested records, tuples and optional records are rebuilt from the type hints by pydantic, so records
+    written by an older benchd (missing newer fields with defaults) still load, and records written by a
+    newer one (with fields this one does not know) load too.
+
+    Raises:
+        ValueError: a value does not fit its field (a pydantic ``ValidationError``).
     """
-    hints = _type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name])
-    return cls(**kwargs)
+    return _adapter(cls).validate_python(data)  # type: ignore[no-any-return]
 
 
 @functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _adapter(cls: type) -> Any:
+    """One pydantic TypeAdapter per record class, built on first use (pydantic is imported only then)."""
+    from pydantic import TypeAdapter
 
-
-def _coerce(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value)  # type: ignore[arg-type]
-    if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(_coerce(item, v) for v in value)
-    return value
+    return TypeAdapter(cls)
 
 
 def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -14,11 +14,11 @@ CONFIG = DEPLOY / "benchd.yaml"
 def test_deploy_config_loads_with_container_paths():
     config = load_daemon_config(CONFIG)
     assert config.data_dir == "/var/lib/benchd"
-    assert (config.http_host, config.http_port) == ("0.0.0.0", 9777)
+    assert (config.http.host, config.http.port) == ("0.0.0.0", 9777)
     assert config.store_path == "/var/lib/benchd/benchd.sqlite"
-    assert config.device_mode == "auto"
+    assert config.devices.mode == "auto"
     (local,) = config.registries
-    assert (local.type, local.options["root"]) == ("local", "/var/lib/benchd/models")
+    assert (local.type, local.root) == ("local", "/var/lib/benchd/models")
 
 
 def test_commented_mlflow_registry_is_valid_once_uncommented(tmp_path):
@@ -30,5 +30,5 @@ def test_commented_mlflow_registry_is_valid_once_uncommented(tmp_path):
     config = load_daemon_config(path)
     mlflow = [r for r in config.registries if r.type == "mlflow"]
     assert [r.name for r in mlflow] == ["prod"]
-    assert mlflow[0].options["auth"]["bearer_token_env"] == "MLFLOW_TRACKING_TOKEN"
-    assert mlflow[0].options["webhook_secret_env"] == "BENCHD_MLFLOW_WEBHOOK_SECRET"
+    assert mlflow[0].auth.bearer_token_env == "MLFLOW_TRACKING_TOKEN"
+    assert mlflow[0].webhook_secret_env == "BENCHD_MLFLOW_WEBHOOK_SECRET"

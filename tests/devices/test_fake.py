@@ -121,12 +121,12 @@ def test_from_config_builds_scripted_devices(clock: FakeClock) -> None:
         ({"count": True}, "devices.fake.count"),
         ({"power_w": "lots"}, "devices.fake.power_w"),
         ({"power_w": [{"from_s": 0}]}, "devices.fake.power_w[0].w"),
-        ({"power_w": [[1.0, 100]]}, "devices.fake"),
+        ({"power_w": [[1.0, 100]]}, "devices.fake.power_w"),
         ({"throttle": [{"from_s": 0, "to_s": "x"}]}, "devices.fake.throttle[0].to_s"),
-        ({"throttle_reasons": ["hot"]}, "devices.fake"),
+        ({"throttle_reasons": ["hot"]}, "devices.fake.throttle_reasons[0]"),
         ({"devices": [{"colour": "green"}]}, "devices.fake.devices[0].colour"),
         ({"devices": {"name": "x"}}, "devices.fake.devices"),
-        ({"fail_on": {"power_mw": "exploded"}}, "devices.fake"),
+        ({"fail_on": {"power_mw": "exploded"}}, "devices.fake.fail_on.power_mw"),
     ],
 )
 def test_from_config_errors_name_the_field(config: dict, path: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.mlflow_server import MLflowSeeder
 
-from benchd.config import RegistryConfig, read_daemon_config
+from benchd.config import MLflowAuthConfig, MLflowRegistryConfig, read_daemon_config
 from benchd.errors import ConfigError, RegistryError
 from benchd.registry import LocalFolderWatcher, MemoryCursorStore, MLflowWatcher
 from benchd.registry.base import UnknownModelVersionError
@@ -57,15 +57,13 @@ def test_build_watchers_from_config(tmp_path):
 
 
 def test_mlflow_credentials_come_from_the_named_variables_else_mlflows_own(tmp_path):
-    basic = mlflow_auth({"auth": {"username_env": "U", "password_env": "P"}}, {"U": "ann", "P": "pw"})
+    basic = mlflow_auth(MLflowAuthConfig(username_env="U", password_env="P"), {"U": "ann", "P": "pw"})
     assert (basic.username, basic.password, basic.token) == ("ann", "pw", None)
-    assert mlflow_auth({"auth": {"username_env": None}}, {}) is None
+    assert mlflow_auth(MLflowAuthConfig(username_env=None), {}) is None
     with pytest.raises(ConfigError, match="MISSING_TOKEN is not set"):
-        mlflow_auth({"auth": {"bearer_token_env": "MISSING_TOKEN"}}, {})
+        mlflow_auth(MLflowAuthConfig(bearer_token_env="MISSING_TOKEN"), {})
     # nothing named: the client falls back to MLFLOW_TRACKING_TOKEN
-    cfg = RegistryConfig(
-        "p", "mlflow", 30.0, options={"tracking_uri": "http://127.0.0.1:1", "ca_bundle": "/ca.pem"}
-    )
+    cfg = MLflowRegistryConfig(name="p", tracking_uri="http://127.0.0.1:1", ca_bundle="/ca.pem")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_TOKEN", "from-env")
         watcher = build_watcher(cfg, data_dir=str(tmp_path))
@@ -99,7 +97,7 @@ def test_mlflow_lookups_fetch_the_version_and_name_what_is_missing(mlflow_url, t
     seeder.create_model(model)
     for _ in range(3):
         seeder.create_version(model, FILES)
-    cfg = RegistryConfig("prod", "mlflow", 30.0, options={"tracking_uri": mlflow_url, "auth": {}})
+    cfg = MLflowRegistryConfig(name="prod", tracking_uri=mlflow_url)
     watcher = build_watcher(cfg, data_dir=str(tmp_path), env={})
     assert watcher.list_versions(model) == ["1", "2", "3"]
     assert watcher.previous_version(model, "3") == "2"
@@ -115,9 +113,7 @@ def test_mlflow_lookups_fetch_the_version_and_name_what_is_missing(mlflow_url, t
 
 
 def test_an_unreachable_mlflow_is_a_registry_error_not_an_unknown_version(tmp_path):
-    cfg = RegistryConfig(
-        "prod", "mlflow", 30.0, options={"tracking_uri": "http://127.0.0.1:1", "timeout_s": 2.0}
-    )
+    cfg = MLflowRegistryConfig(name="prod", tracking_uri="http://127.0.0.1:1", timeout_s=2.0)
     watcher = build_watcher(cfg, data_dir=str(tmp_path), env={})
     with pytest.raises(RegistryError, match="unreachable") as e:
         watcher.find_version("m", "1")

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from benchd.cli.run import print_config_error
 from benchd.cli.tables import format_seconds, format_table
-from benchd.config import bench_config_from
-from benchd.config_fields import parse_duration_s
+from benchd.config import DTYPES, BenchConfig, DaemonConfig, load_yaml, parse_duration_s, read_any_config
 from benchd.devices.context import DeviceContext
-from benchd.errors import BenchdError
+from benchd.errors import BenchdError, ConfigError
 from benchd.evaluation import apply_overrides, materialise, run_folder
 from benchd.records import RunResult, to_dict
 
@@ -32,7 +32,14 @@ def add_parser(sub: Any) -> None:
         "Raw latencies (.npy) and a JSON summary are kept in --out.",
     )
     p.add_argument("path", help="model version folder, or artifact file (.pt2, .pt, .ts)")
-    p.add_argument("--config", help="benchmark config YAML (scenarios, settings, device...)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a daemon config (its benchmark: section is used, and its devices: section unless --devices "
+        "is given) or a bare benchmark config (scenarios, defaults, batch_sizes, device, ... at the top). "
+        "A file with any daemon section at the top (http, store, devices, registries, benchmark, verdict, "
+        "export, ...) is a daemon config; anything else is a bare benchmark config",
+    )
     p.add_argument(
         "--scenario",
         action="append",
@@ -52,7 +59,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--target-qps", type=float, help="server scenario: Poisson arrival rate")
     p.add_argument("--concurrency", type=int, help="concurrency scenario: closed-loop streams")
     p.add_argument("--threads", type=int, help="torch intra-op threads in the worker")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "float64"))
+    p.add_argument(
+        "--dtype", choices=DTYPES, help="model and input dtype [default: from config, else float32]"
+    )
     p.add_argument("--amp", action="store_true", default=None, help="run under autocast")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model first")
     p.add_argument(
@@ -63,9 +72,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--devices",
-        default="auto",
         choices=("auto", "nvml", "fake", "none"),
-        help="how energy and telemetry are read [default: auto]",
+        help="how energy and telemetry are read [default: the daemon config's devices.mode, else auto]",
     )
     p.add_argument("--json", metavar="FILE", help="also write the RunResult as JSON to FILE ('-' for stdout)")
     p.add_argument(
@@ -196,10 +204,21 @@ def format_result(result: RunResult) -> str:
     return "\n".join(lines + notes + extra + dev)
 
 
+def _read_config(path: str | None, devices: str | None) -> tuple[BenchConfig, tuple[str, Any]]:
+    """The benchmark config of ``--config`` and the devices to open (``--devices``, else the daemon's)."""
+    if path is None:
+        return BenchConfig(), (devices or "auto", None)
+    config = read_any_config(load_yaml(path), path)
+    if isinstance(config, DaemonConfig):
+        mode = devices or config.devices.mode
+        return config.benchmark, (mode, config.devices.fake if mode == "fake" else None)
+    return config, (devices or "auto", None)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``benchd bench``."""
     try:
-        config = bench_config_from(args.config)
+        config, devices_config = _read_config(args.config, args.devices)
         overrides: dict[str, Any] = {
             "device": args.device,
             "threads": args.threads,
@@ -217,6 +236,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.duration:
             overrides["duration_s"] = parse_duration_s(args.duration, "--duration")
         config = apply_overrides(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as e:
+        print_config_error("benchd bench", e)
+        return EXIT_USAGE
     except (BenchdError, ValueError) as e:
         print(f"benchd bench: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -231,7 +253,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except BenchdError as e:
             print(f"benchd bench: {e}", file=sys.stderr)
             return EXIT_USAGE
-        devices = DeviceContext(args.devices)
+        devices = DeviceContext(*devices_config)
         try:
             with Progress(sys.stderr, not args.quiet) as progress:
                 result = run_folder(

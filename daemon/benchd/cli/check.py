@@ -25,7 +25,7 @@ from benchd.cli.check_report import (
     format_report,
     junit_xml,
 )
-from benchd.config_fields import parse_duration_s
+from benchd.config import parse_duration_s
 from benchd.errors import BenchdError
 from benchd.records import COMPLETED_RUN_STATES, SCENARIOS, TERMINAL_RUN_STATES, Verdict, from_dict
 
@@ -143,7 +143,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     report.baseline = baseline.version
     scenarios = _scenarios(config.benchmark.scenarios, args.scenario)
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="benchd-check-"))
-    ctx = DeviceContext(config.device_mode, config.fake_devices or None)
+    ctx = DeviceContext(config.devices.mode, config.devices.fake)
     try:
         device = ctx.resolve(config.benchmark.device)
         for settings in scenarios:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from benchd.cli.tables import format_seconds
-from benchd.config import read_daemon_config
+from benchd.config import DEFAULT_PORT, read_daemon_config
 from benchd.records import COMPLETED_RUN_STATES
 
 #: (version, MLP width, what it shows). Width scales the hidden layers, so compute grows ~width^2.
@@ -44,7 +44,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--dir", help="where to put the demo's registry and store [default: a new temp folder]")
     p.add_argument(
-        "--port", type=int, default=9777, help="HTTP port for /metrics and the API [default: 9777]"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"HTTP port for /metrics and the API [default: {DEFAULT_PORT}]",
     )
     p.add_argument("--exit", action="store_true", help="exit when the demo is done instead of serving on")
     p.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # shorter runs, for the test suite

@@ -73,7 +73,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     try:
         config = load_with_overrides(args.config)
-        store = open_store(config.store_url)
+        store = open_store(config.store.url)
     except BenchdError as e:
         print(f"benchd history: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -83,7 +83,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             print(json.dumps([r.to_json() for r in runs], indent=1))
             return 0
         if not runs:
-            print(f"no runs yet in {config.store_url}" + (f" for model {args.model!r}" if args.model else ""))
+            print(f"no runs yet in {config.store.url}" + (f" for model {args.model!r}" if args.model else ""))
             return 0
         print(format_table(HEADER, history_rows(runs), rule=False))
     return 0

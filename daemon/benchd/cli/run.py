@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 from typing import Any
 
@@ -33,15 +31,23 @@ def add_parser(sub: Any) -> None:
 def load_with_overrides(path: str | None, **overrides: Any) -> DaemonConfig:
     """Load the daemon config (the embedded default when ``path`` is None) with CLI overrides applied.
 
+    ``http_port`` and ``data_dir`` are applied before validation, so they are checked like the file's
+    values and ``${data_dir}`` in the store URL and registry roots follows an overridden data_dir.
+
     Raises:
-        ConfigError: the config is invalid.
+        ConfigError: the config is invalid (every problem, each with its field path).
     """
-    config = load_daemon_config(path)
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if "data_dir" in changes and path is None:
-        os.environ["BENCHD_HOME"] = changes.pop("data_dir")
-        config = load_daemon_config(None)
-    return dataclasses.replace(config, **changes) if changes else config
+    dotted = {"http_port": "http.port", "data_dir": "data_dir"}
+    return load_daemon_config(path, overrides={dotted[k]: v for k, v in overrides.items()})
+
+
+def print_config_error(command: str, error: ConfigError) -> None:
+    """Print a config error to stderr: a header, then one ``FILE: path: problem`` line per problem."""
+    lines = str(error).splitlines()
+    count = len(getattr(error, "problems", ())) or 1
+    print(f"{command}: invalid config ({count} problem{'s' if count > 1 else ''}):", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -49,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_with_overrides(args.config, http_port=args.port, data_dir=args.data_dir)
     except ConfigError as e:
-        print(f"benchd run: invalid config: {e}", file=sys.stderr)
+        print_config_error("benchd run", e)
         return EXIT_CONFIG
     from benchd.service.app import BenchdApp
 

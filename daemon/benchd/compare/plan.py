@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from benchd.records import RunSpec, ScenarioSettings
@@ -19,7 +19,10 @@ MIN_UNITS = 3
 
 @dataclass(frozen=True)
 class ComparisonPlan:
-    """What one comparison batch runs.
+    """What one comparison batch runs (built by :func:`benchd.compare.run.plan_comparison` from the config).
+
+    The settings have no defaults here: they come from the ``verdict:`` section of the config, whose
+    declaration (:class:`benchd.config.VerdictConfig`) is the one place their defaults live.
 
     Attributes:
         candidate: the candidate's run spec: one scenario, one batch size, a concrete device (resolve
@@ -48,16 +51,16 @@ class ComparisonPlan:
 
     candidate: RunSpec
     baseline: RunSpec
-    trial_s: float = 1.0
-    trial_queries: int = 2000
-    min_pairs: int = 6
-    max_pairs: int = 40
-    pairs_per_unit: int = 1
-    time_cap_s: float = 180.0
-    threshold: float = 0.10
-    min_effect: float | None = None
-    thresholds: dict[str, float] = field(default_factory=dict)
-    timeout_s: float = 900.0
+    trial_s: float
+    trial_queries: int
+    min_pairs: int
+    max_pairs: int
+    pairs_per_unit: int
+    time_cap_s: float
+    threshold: float
+    min_effect: float | None
+    thresholds: dict[str, float]
+    timeout_s: float
     cpus: tuple[int, ...] | None = None
     stop_when_decided: bool = True
     unit: int = 0

@@ -46,7 +46,9 @@ from benchd.analysis import InsufficientDataError
 from benchd.compare.batch import Batch
 from benchd.compare.plan import ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
+from benchd.errors import ConfigError
 from benchd.records import ScenarioSettings, Verdict, to_dict
+from benchd.runner.cpus import worker_cpus
 from benchd.runner.launch import EventHandler, run_worker
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,10 @@ def plan_comparison(
 
     ``scenario`` and ``batch_size`` default to the config's first; ``device`` to ``bench.device`` (pass it
     resolved: ``DeviceContext.resolve``); ``allow_pickle`` is the registry's permission. The timeout is the
-    run timeout plus the time cap.
+    run timeout plus the time cap. The worker's CPUs come from ``benchmark.cpu_set`` on this host.
+
+    Raises:
+        ConfigError: ``benchmark.cpu_set`` names CPUs this process may not use.
     """
     common = {
         "device": device or bench.device,
@@ -84,14 +89,29 @@ def plan_comparison(
         candidate=bench.run_spec(model=model, version=candidate_version, model_path=candidate_path, **common),
         baseline=bench.run_spec(model=model, version=baseline_version, model_path=baseline_path, **common),
         trial_s=verdict.trial_s,
+        trial_queries=verdict.trial_queries,
         min_pairs=verdict.min_pairs,
         max_pairs=verdict.max_pairs,
+        pairs_per_unit=verdict.pairs_per_process,
         time_cap_s=verdict.time_cap_s,
         threshold=verdict.threshold,
         min_effect=verdict.min_effect,
         thresholds=dict(verdict.thresholds),
         timeout_s=bench.timeout_s + verdict.time_cap_s,
+        cpus=comparison_cpus(bench),
     )
+
+
+def comparison_cpus(bench: BenchConfig) -> tuple[int, ...] | None:
+    """The CPUs a comparison worker pins itself to, from ``benchmark.cpu_set`` and ``threads``.
+
+    Raises:
+        ConfigError: ``cpu_set`` names CPUs this process may not use.
+    """
+    try:
+        return worker_cpus(bench.cpu_set, bench.threads)
+    except ValueError as e:
+        raise ConfigError("benchmark.cpu_set", str(e)) from e
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Fake GPUs with scripted power, energy and throttling, so benchd runs end to end without a GPU.
 
-Selected by config (``devices: {mode: fake, fake: {...}}``) and used by every test above ``devices/``,
-which then needs no patching. A :class:`FakeDevice` is a pure function of its clock: time since it was
-created (``elapsed_s``) decides power, the energy counter and throttle reasons, so it is deterministic and
-thread-safe. Config keys (all optional; ``devices:`` gives per-device overrides of the top-level keys)::
+Selected by config (``devices: {mode: fake, fake: {...}}``, validated by
+:class:`benchd.config.FakeDevicesConfig`, the one declaration of these settings and their defaults) and
+used by every test above ``devices/``, which then needs no patching. A :class:`FakeDevice` is a pure
+function of its clock: time since it was created (``elapsed_s``) decides power, the energy counter and
+throttle reasons, so it is deterministic and thread-safe. Config keys (all optional; ``devices:`` gives
+per-device overrides of the top-level keys)::
 
     count: 1                      # number of fake GPUs
     power_w: 250                  # constant, or phases: [{from_s: 0, w: 100}, {from_s: 2, w: 300}]
@@ -30,10 +32,12 @@ import bisect
 import math
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from benchd.config.fake_devices import FailableCall, FakeDevicesConfig, FakeGPUConfig
 from benchd.devices.base import (
     THROTTLE_REASONS,
     Device,
@@ -43,7 +47,6 @@ from benchd.devices.base import (
     visible_device_indices,
 )
 from benchd.errors import (
-    ConfigError,
     DeviceError,
     DeviceNotFoundError,
     DeviceNotSupportedError,
@@ -56,41 +59,7 @@ _FAIL_KINDS: dict[str, type[DeviceError]] = {
     "not_found": DeviceNotFoundError,
     "error": DeviceError,
 }
-_FAILABLE_CALLS = frozenset(
-    {
-        "power_mw",
-        "energy_mj",
-        "temperature_c",
-        "utilization_ratio",
-        "memory_used_bytes",
-        "sm_clock_hz",
-        "throttle_reasons",
-    }
-)
-_DEVICE_KEYS = frozenset(
-    {
-        "name",
-        "uuid",
-        "power_w",
-        "energy_counter",
-        "energy_counter_period_s",
-        "power_period_s",
-        "counter_resets_s",
-        "throttle",
-        "throttle_reasons",
-        "fail_on",
-        "driver_version",
-        "cuda_driver_version",
-        "vbios_version",
-        "power_limit_w",
-        "memory_total_bytes",
-        "memory_used_bytes",
-        "utilization_ratio",
-        "temperature_c",
-        "sm_clock_hz",
-    }
-)
-_SET_KEYS = frozenset({"count", "devices", "cuda_visible_devices"})
+_FAILABLE_CALLS = frozenset(typing.get_args(FailableCall))
 
 
 @dataclass(frozen=True)
@@ -287,119 +256,48 @@ class FakeDeviceSet(DeviceSet):
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.monotonic
+        cls,
+        config: FakeDevicesConfig | Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> FakeDeviceSet:
-        """Build fake GPUs from the ``devices.fake`` config mapping (see the module docstring).
+        """Build fake GPUs from the ``devices.fake`` config (typed, or a mapping validated through it).
 
         Raises:
-            ConfigError: an unknown key or an invalid value, naming its path under ``devices.fake``.
+            ConfigError: every invalid value, each with its path under ``devices.fake``.
         """
-        config = dict(config or {})
-        _reject_unknown(config, _DEVICE_KEYS | _SET_KEYS, "devices.fake")
-        base = {k: v for k, v in config.items() if k in _DEVICE_KEYS}
-        overrides = config.get("devices")
-        if overrides is not None and not isinstance(overrides, list):
-            raise ConfigError("devices.fake.devices", "must be a list of per-device settings")
-        count = config.get("count", len(overrides) if overrides else 1)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise ConfigError("devices.fake.count", f"must be a non-negative integer, got {count!r}")
+        if not isinstance(config, FakeDevicesConfig):
+            config = FakeDevicesConfig.from_mapping(config)
         start_s = clock()
-        devices = []
-        for i in range(count):
-            settings = dict(base)
-            path = "devices.fake"
-            if overrides and i < len(overrides):
-                if not isinstance(overrides[i], dict):
-                    raise ConfigError(f"devices.fake.devices[{i}]", "must be a mapping")
-                _reject_unknown(overrides[i], _DEVICE_KEYS, f"devices.fake.devices[{i}]")
-                settings.update(overrides[i])
-                path = f"devices.fake.devices[{i}]"
-            devices.append(_device_from_settings(i, settings, path, clock, start_s))
-        visible = config.get("cuda_visible_devices")
-        return cls(devices, None if visible is None else str(visible))
+        devices = [_device(i, config.device(i), clock, start_s) for i in range(config.device_count)]
+        return cls(devices, config.cuda_visible_devices)
 
 
-def _reject_unknown(config: Mapping[str, Any], known: frozenset[str], path: str) -> None:
-    for key in config:
-        if key not in known:
-            raise ConfigError(f"{path}.{key}", f"unknown setting; known: {', '.join(sorted(known))}")
-
-
-def _device_from_settings(
-    index: int, settings: dict[str, Any], path: str, clock: Callable[[], float], start_s: float
-) -> FakeDevice:
-    kwargs: dict[str, Any] = {}
-    try:
-        for key in ("name", "uuid", "driver_version", "cuda_driver_version", "vbios_version"):
-            if key in settings:
-                kwargs[key] = None if settings[key] is None else str(settings[key])
-        for key in (
-            "energy_counter_period_s",
-            "power_period_s",
-            "power_limit_w",
-            "utilization_ratio",
-            "temperature_c",
-            "sm_clock_hz",
-        ):
-            if key in settings:
-                kwargs[key] = _number(settings[key], f"{path}.{key}")
-        for key in ("memory_total_bytes", "memory_used_bytes"):
-            if key in settings:
-                kwargs[key] = int(_number(settings[key], f"{path}.{key}"))
-        if "energy_counter" in settings:
-            kwargs["supports_energy_counter"] = bool(settings["energy_counter"])
-        if "power_w" in settings:
-            kwargs["power_w"] = _power(settings["power_w"], f"{path}.power_w")
-        if "counter_resets_s" in settings:
-            kwargs["counter_resets_s"] = [
-                _number(r, f"{path}.counter_resets_s") for r in settings["counter_resets_s"]
-            ]
-        spans = [_span(s, f"{path}.throttle[{i}]") for i, s in enumerate(settings.get("throttle") or [])]
-        if settings.get("throttle_reasons"):
-            spans.append(ThrottleSpan(0.0, math.inf, tuple(str(r) for r in settings["throttle_reasons"])))
-        kwargs["throttle"] = spans
-        if settings.get("fail_on") is not None:
-            kwargs["fail_on"] = settings["fail_on"]
-        return FakeDevice(index, clock=clock, start_mono_s=start_s, **kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(path, str(e)) from e
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ConfigError(path, f"must be a number, got {value!r}")
-    return float(value)
-
-
-def _power(value: Any, path: str) -> float | list[PowerPhase]:
-    if not isinstance(value, list):
-        return _number(value, path)
-    phases = []
-    for i, item in enumerate(value):
-        if isinstance(item, dict):
-            phases.append(
-                PowerPhase(
-                    _number(item.get("from_s"), f"{path}[{i}].from_s"),
-                    _number(item.get("w"), f"{path}[{i}].w"),
-                )
-            )
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            phases.append(PowerPhase(_number(item[0], f"{path}[{i}]"), _number(item[1], f"{path}[{i}]")))
-        else:
-            raise ConfigError(f"{path}[{i}]", "a phase is {from_s: S, w: W} or [S, W]")
-    return phases
-
-
-def _span(value: Any, path: str) -> ThrottleSpan:
-    if not isinstance(value, dict):
-        raise ConfigError(path, "a throttle span is {from_s: S, to_s: S, reasons: [...]}")
-    to_s = value.get("to_s")
-    return ThrottleSpan(
-        _number(value.get("from_s", 0.0), f"{path}.from_s"),
-        math.inf if to_s is None else _number(to_s, f"{path}.to_s"),
-        tuple(str(r) for r in value.get("reasons") or ()),
+def _device(index: int, gpu: FakeGPUConfig, clock: Callable[[], float], start_s: float) -> FakeDevice:
+    spans = [ThrottleSpan(s.from_s, math.inf if s.to_s is None else s.to_s, s.reasons) for s in gpu.throttle]
+    if gpu.throttle_reasons:
+        spans.append(ThrottleSpan(0.0, math.inf, gpu.throttle_reasons))
+    return FakeDevice(
+        index,
+        name=gpu.name,
+        uuid=gpu.uuid,
+        power_w=[PowerPhase(p.from_s, p.w) for p in gpu.power_w],
+        supports_energy_counter=gpu.energy_counter,
+        energy_counter_period_s=gpu.energy_counter_period_s,
+        power_period_s=gpu.power_period_s,
+        counter_resets_s=gpu.counter_resets_s,
+        throttle=spans,
+        fail_on=dict(gpu.fail_on),
+        driver_version=gpu.driver_version,
+        cuda_driver_version=gpu.cuda_driver_version,
+        vbios_version=gpu.vbios_version,
+        power_limit_w=gpu.power_limit_w,
+        memory_total_bytes=gpu.memory_total_bytes,
+        memory_used_bytes=gpu.memory_used_bytes,
+        utilization_ratio=gpu.utilization_ratio,
+        temperature_c=gpu.temperature_c,
+        sm_clock_hz=gpu.sm_clock_hz,
+        clock=clock,
+        start_mono_s=start_s,
     )
 
 

@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from benchd.config import DaemonConfig, RegistryConfig
+from benchd.config import (
+    DaemonConfig,
+    LocalRegistryConfig,
+    MLflowAuthConfig,
+    MLflowRegistryConfig,
+    RegistryConfig,
+)
 from benchd.errors import ConfigError
 from benchd.registry.base import CursorStore, RegistryWatcher
 from benchd.registry.local import LocalFolderWatcher
@@ -24,7 +29,7 @@ from benchd.registry.mlflow import MLflowWatcher
 from benchd.registry.mlflow_http import MLflowAuth
 
 
-def mlflow_auth(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> MLflowAuth | None:
+def mlflow_auth(auth: MLflowAuthConfig, env: Mapping[str, str] | None = None) -> MLflowAuth | None:
     """The credentials an ``mlflow`` registry's ``auth:`` names, read from ``env``; None when it names none.
 
     None lets the client use credentials in the tracking URI, else MLflow's own environment variables.
@@ -33,8 +38,11 @@ def mlflow_auth(options: Mapping[str, Any], env: Mapping[str, str] | None = None
         ConfigError: a named environment variable is not set.
     """
     env = os.environ if env is None else env
-    auth = options.get("auth") or {}
-    names = {key: auth.get(key) for key in ("bearer_token_env", "username_env", "password_env")}
+    names = {
+        "bearer_token_env": auth.bearer_token_env,
+        "username_env": auth.username_env,
+        "password_env": auth.password_env,
+    }
     if not any(names.values()):
         return None
     values: dict[str, str | None] = {}
@@ -57,7 +65,7 @@ def build_watcher(
     """Build the watcher of one configured registry.
 
     Args:
-        cfg: the registry's validated config.
+        cfg: the registry's validated config (:class:`LocalRegistryConfig` or :class:`MLflowRegistryConfig`).
         data_dir: the daemon's data directory (MLflow artifacts are cached in ``<data_dir>/cache/<name>``).
         cursor_store: where the watcher keeps its position (the history store); None keeps it in memory.
         env: environment to read credentials from (default ``os.environ``).
@@ -65,28 +73,20 @@ def build_watcher(
     Raises:
         ConfigError: an unknown registry type, or a credential variable the config names is not set.
     """
-    options = cfg.options
-    if cfg.type == "local":
-        return LocalFolderWatcher(
-            cfg.name, options["root"], cursor_store=cursor_store, settle_s=float(options.get("settle_s", 5.0))
-        )
-    if cfg.type == "mlflow":
-        ca_bundle = options.get("ca_bundle")
-        verify: bool | str = ca_bundle if ca_bundle else bool(options.get("verify_tls", True))
-        kwargs: dict[str, Any] = {}
-        if options.get("max_artifact_bytes") is not None:
-            kwargs["max_artifact_bytes"] = int(options["max_artifact_bytes"])
+    if isinstance(cfg, LocalRegistryConfig):
+        return LocalFolderWatcher(cfg.name, cfg.root, cursor_store=cursor_store, settle_s=cfg.settle_s)
+    if isinstance(cfg, MLflowRegistryConfig):
         return MLflowWatcher(
             cfg.name,
-            options["tracking_uri"],
+            cfg.tracking_uri,
             cache_dir=Path(data_dir) / "cache" / cfg.name,
             cursor_store=cursor_store,
-            models=options.get("models"),
-            champion_alias=options.get("champion_alias") or "champion",
-            auth=mlflow_auth(options, env),
-            verify_tls=verify,
-            timeout_s=float(options.get("timeout_s", 10.0)),
-            **kwargs,
+            models=list(cfg.models) if cfg.models is not None else None,
+            champion_alias=cfg.champion_alias,
+            auth=mlflow_auth(cfg.auth, env),
+            verify_tls=cfg.ca_bundle or cfg.verify_tls,
+            timeout_s=cfg.timeout_s,
+            max_artifact_bytes=cfg.max_artifact_bytes,
         )
     raise ConfigError(f"registries.{cfg.name}.type", f"unknown registry type {cfg.type!r}")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from benchd.config_fields import FieldReader
+from benchd.config.reader import FieldReader
 from benchd.errors import ConfigError, RunError
 
 SPEC_FILE = "benchd.yaml"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchd.config import DaemonConfig
+from benchd.config import DaemonConfig, MLflowRegistryConfig
 from benchd.history import HistoryStore, RunRecord
 from benchd.metrics.server import HTTPError, Request, Response, Route, json_response
 from benchd.records import (
@@ -175,12 +175,12 @@ class API:
         return json_response({"run_id": ids[0], "run_ids": ids}, status=202)
 
     def _check_token(self, request: Request) -> None:
-        expected = os.environ.get(self.config.api_token_env, "")
+        expected = os.environ.get(self.config.http.api_token_env, "")
         if not expected:
             raise HTTPError(
                 403,
                 "api_disabled",
-                f"the API token is not configured: set {self.config.api_token_env} for the daemon",
+                f"the API token is not configured: set {self.config.http.api_token_env} for the daemon",
             )
         given = request.header("authorization")
         if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), expected.encode()):
@@ -197,7 +197,9 @@ class API:
         candidates = [
             r
             for r in self.config.registries
-            if r.type == "mlflow" and r.options.get("webhook_secret_env") and (name is None or r.name == name)
+            if isinstance(r, MLflowRegistryConfig)
+            and r.webhook_secret_env
+            and (name is None or r.name == name)
         ]
         if not candidates:
             raise HTTPError(
@@ -209,9 +211,10 @@ class API:
         if len(candidates) > 1:
             raise HTTPError(400, "ambiguous", "several MLflow registries take webhooks: add ?registry=NAME")
         registry = candidates[0]
-        secret = os.environ.get(registry.options["webhook_secret_env"], "")
+        secret_env = registry.webhook_secret_env or ""
+        secret = os.environ.get(secret_env, "")
         if not secret:
-            raise HTTPError(503, "no_secret", f"{registry.options['webhook_secret_env']} is not set")
+            raise HTTPError(503, "no_secret", f"{secret_env} is not set")
         delivery = request.header(DELIVERY_ID_HEADER.lower())
         try:
             verify_mlflow_signature(

@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from benchd.compare.run import comparison_cpus
 from benchd.config import DaemonConfig
 from benchd.devices import open_devices
 from benchd.devices.fingerprint import host_fingerprint
@@ -23,6 +24,7 @@ from benchd.metrics.server import HTTPService, Route
 from benchd.metrics.snapshot import DeviceInfoSeries
 from benchd.records import ModelVersion, RunResult, RunSpec
 from benchd.registry.factory import build_watchers
+from benchd.runner.cpus import others, pin_process
 from benchd.service.api import API
 from benchd.service.scheduler import PollJob, Scheduler
 from benchd.service.slots import Slot, SlotWorker
@@ -41,9 +43,9 @@ class BenchdApp:
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir = self.data_dir / "runs"
-        self.store: HistoryStore = open_store(config.store_url)
+        self.store: HistoryStore = open_store(config.store.url)
         self.devices = open_devices(
-            mode=config.device_mode, require_gpu=config.require_gpu, fake=config.fake_devices or None
+            mode=config.devices.mode, require_gpu=config.devices.require_gpu, fake=config.devices.fake
         )
         self.sampler = WindowSampler(self.devices, retain_s=retention_s(config.benchmark.timeout_s))
         self.slots = self._slots()
@@ -53,9 +55,9 @@ class BenchdApp:
         self.stats = DaemonStats()
         self.wakeup = threading.Condition()
         exported = HostView(self.store, self.store.host or "") if self.store.shared else self.store
-        self.snapshots = SnapshotBuilder(exported, config.latency_buckets_s, self._device_info())  # type: ignore[arg-type]
+        self.snapshots = SnapshotBuilder(exported, config.export.latency_buckets_s, self._device_info())  # type: ignore[arg-type]
         scrape_stats = ScrapeStats()
-        self.results_cache = ResultsCache(config.latest_versions, scrape_stats)
+        self.results_cache = ResultsCache(config.export.latest_versions, scrape_stats)
         self.registry = CollectorRegistry(auto_describe=True)
         register_daemon_collectors(
             self.registry,
@@ -80,10 +82,10 @@ class BenchdApp:
             config, self.store, self.scheduler, self.enqueue, self.find_version, self.ready, self.is_busy
         )
         self.http = HTTPService(
-            config.http_host,
-            config.http_port,
+            config.http.host,
+            config.http.port,
             [Route("GET", "/metrics", self.exporter.handle), *self.api.routes()],
-            max_body_bytes=config.max_body_bytes,
+            max_body_bytes=config.http.max_body_bytes,
         )
         self.workers = [
             SlotWorker(
@@ -108,7 +110,9 @@ class BenchdApp:
             meter=self.sampler,
             fingerprint=self.fingerprint,
             torch_device=self._torch_device,
+            calibration_batches=config.verdict.calibration_batches,
         )
+        self.worker_cpus = comparison_cpus(config.benchmark)
         self.started = threading.Event()
 
     # ------------------------------------------------------------------ building blocks
@@ -116,7 +120,7 @@ class BenchdApp:
         return next(r for r in self.config.registries if r.name == name)
 
     def _slots(self) -> list[Slot]:
-        fake = self.config.device_mode == "fake"
+        fake = self.config.devices.mode == "fake"
         gpus = [f"cuda:{i}" for i in range(len(self.devices))]
         if not gpus:
             return [Slot("cpu", "cpu")]
@@ -266,6 +270,8 @@ class BenchdApp:
                 "re-queued" if record.state == "queued" else "marked failed",
             )
         self.refresh_metrics()
+        # benchd's own threads (sampler, HTTP, slots) stay off the CPUs the workers time queries on
+        pin_process(others(self.worker_cpus))
         self.sampler.start()
         self.http.start()
         for worker in self.workers:
@@ -278,15 +284,17 @@ class BenchdApp:
             len(self.watchers),
             "y" if len(self.watchers) == 1 else "ies",
             ", ".join(s.name for s in self.slots),
-            self.config.store_url,
+            self.config.store.url,
             self.http.url,
         )
 
     def stop(self) -> None:
         """Stop intake, let current runs finish within the grace period, flush and close."""
-        logger.info("stopping: no new runs; current runs get %.0f s to finish", self.config.grace_s)
+        logger.info("stopping: no new runs; current runs get %.0f s to finish", self.config.shutdown_grace_s)
         self.scheduler.stop()
-        threads = [threading.Thread(target=w.stop, args=(self.config.grace_s,)) for w in self.workers]
+        threads = [
+            threading.Thread(target=w.stop, args=(self.config.shutdown_grace_s,)) for w in self.workers
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -49,7 +49,6 @@ class VerdictMaker:
         torch_device: the device torch runs on for a slot (a fake GPU slot runs on the CPU).
         calibration_batches: A/A batches that measure a model's noise floor on a hardware class the first
             time one of its versions finishes a run there (0: never; ``benchd calibrate`` still can).
-        cpus: CPUs the comparison workers pin themselves to (None: no pinning).
     """
 
     def __init__(
@@ -64,7 +63,6 @@ class VerdictMaker:
         fingerprint: Callable[[str], dict[str, Any]] = lambda slot: {},
         torch_device: Callable[[str], str] = lambda slot: slot,
         calibration_batches: int = 0,
-        cpus: tuple[int, ...] | None = None,
     ) -> None:
         self.store = store
         self.watchers = watchers
@@ -75,7 +73,6 @@ class VerdictMaker:
         self.fingerprint = fingerprint
         self.torch_device = torch_device
         self.calibration_batches = calibration_batches
-        self.cpus = cpus
 
     @property
     def p99_threshold(self) -> float:
@@ -180,7 +177,7 @@ class VerdictMaker:
         self, record: RunRecord, mv: ModelVersion, base: ModelVersion, r: ScenarioResult
     ) -> ComparisonPlan:
         settings = next(s for s in record.spec.scenarios if s.name == r.scenario)
-        plan = plan_comparison(
+        return plan_comparison(
             self.bench,
             self.verdict,
             model=mv.model,
@@ -193,7 +190,6 @@ class VerdictMaker:
             device=self.torch_device(r.device),  # the slot's label is cuda:N, torch may run on the CPU
             allow_pickle=record.spec.allow_pickle,
         )
-        return plan.replace(cpus=self.cpus)
 
     def calibrate_if_missing(
         self,

@@ -1,45 +1,21 @@
-"""Validated reads of YAML mappings: every problem is a :class:`ConfigError` naming the field path."""
+"""A hand-rolled reader of YAML mappings, kept for model specs (:mod:`benchd.runner.modelspec`).
+
+The daemon and benchmark configs do not use it any more: they are declared once as typed models (see
+:mod:`benchd.config`). Every problem is a :class:`ConfigError` naming the field path; unknown keys get a
+did-you-mean.
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from benchd.config.units import parse_duration_s
 from benchd.errors import ConfigError
 
-_DURATION_RE = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_DURATION_UNITS_S = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    None: 1.0,
-}
-
-
-def parse_duration_s(value: Any, path: str = "", source: str | None = None) -> float:
-    """Parse a duration (a number of seconds, or a string such as ``"10s"``, ``"500ms"``, ``"2m"``).
-
-    Raises:
-        ConfigError: the value is not a duration.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(path, f"expected a duration such as 10s or 500ms, got {value!r}", source)
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _DURATION_UNITS_S[m.group(2)]
-    else:
-        raise ConfigError(path, f"expected a duration such as 10s or 500ms, got {value!r}", source)
-    if not math.isfinite(seconds):
-        raise ConfigError(path, f"must be finite, got {value!r}", source)
-    return seconds
+__all__ = ["FieldReader", "parse_duration_s"]
 
 
 class FieldReader:
