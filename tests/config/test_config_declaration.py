@@ -55,10 +55,13 @@ def test_comparison_plans_take_every_setting_from_the_verdict_config():
         BenchConfig(), verdict, model="m", candidate_version="2", candidate_path="/c",
         baseline_version="1", baseline_path="/b", device="cpu",
     )  # fmt: skip
-    assert (plan.trial_s, plan.min_pairs, plan.max_pairs, plan.time_cap_s, plan.threshold) == (
-        verdict.trial_s, verdict.min_pairs, verdict.max_pairs, verdict.time_cap_s, verdict.threshold,
+    assert (
+        plan.trial_s, plan.trial_queries, plan.min_pairs, plan.max_pairs, plan.pairs_per_unit,
+        plan.time_cap_s, plan.threshold,
+    ) == (
+        verdict.trial_s, verdict.trial_queries, verdict.min_pairs, verdict.max_pairs,
+        verdict.pairs_per_process, verdict.time_cap_s, verdict.threshold,
     )  # fmt: skip
-    assert (verdict.max_pairs, verdict.time_cap_s, verdict.trial_s) == (20, 300.0, 2.0)
 
 
 def test_fake_device_constructor_defaults_are_the_declared_ones():

@@ -173,7 +173,7 @@ def test_readme_configuration_table_is_the_generated_one(capsys):
     assert main(["config", "reference"]) == 0
     assert capsys.readouterr().out == markdown_table()
     rows = [line for line in markdown_table().splitlines()[2:]]
-    assert "| `verdict.max_pairs` | `20` |" in "\n".join(rows)
+    assert "| `verdict.max_pairs` | `40` |" in "\n".join(rows)
     assert "| `registries[].poll_interval` | `10s` (local), `30s` (mlflow) | duration |" in "\n".join(rows)
 
 

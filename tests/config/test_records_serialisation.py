@@ -236,8 +236,9 @@ def test_unknown_keys_are_ignored_and_missing_newer_fields_take_defaults():
 def test_comparison_plans_round_trip_through_json():
     spec = RunSpec(model="m", version="2", model_path="/c", scenarios=(ScenarioSettings(name="offline"),))
     plan = ComparisonPlan(
-        candidate=spec, baseline=spec, trial_s=1.5, min_pairs=3, max_pairs=9, time_cap_s=60.0,
-        threshold=0.2, min_effect=None, thresholds={"p99_latency": 0.15}, timeout_s=160.0,
+        candidate=spec, baseline=spec, trial_s=1.5, trial_queries=500, min_pairs=3, max_pairs=9,
+        pairs_per_unit=2, time_cap_s=60.0, threshold=0.2, min_effect=None, thresholds={"p99_latency": 0.15},
+        timeout_s=160.0, cpus=(1,), unit=3,
     )  # fmt: skip
     assert from_dict(ComparisonPlan, json.loads(json.dumps(to_dict(plan)))) == plan
 
