@@ -15,11 +15,14 @@ from typing import Protocol, runtime_checkable
 
 from benchd.errors import RegistryError
 from benchd.records import ModelVersion, version_sort_key
+from benchd.registry.version_folder import SPEC_NAME, is_version_folder
 
-#: Files the engine accepts as a model artifact inside a version folder.
+__all__ = ["ARTIFACT_NAMES", "SPEC_NAME", "is_version_folder"]
+
+#: Conventional artifact file names (used only for a version's creation time). Which files make a
+#: version is decided by :func:`benchd.registry.version_folder.is_version_folder`, by content, for every
+#: watcher, ``benchd bench`` and the worker alike.
 ARTIFACT_NAMES = ("model.pt2", "model.pt", "model.ts", "model.pkl")
-#: The per-version benchmark description written next to the artifact.
-SPEC_NAME = "benchd.yaml"
 
 
 @runtime_checkable
