@@ -132,8 +132,8 @@ def find_artifact(folder: Path, named: str | None) -> ArtifactRef:
     """Return the version's artifact: the one ``artifact:`` names, else the only one the folder holds.
 
     Raises:
-        RunError: ``artifact_not_found`` (missing, ambiguous, not a model) or ``invalid_model_spec``
-            (``artifact:`` leaves the folder).
+        RunError: ``artifact_not_found`` (missing or ambiguous), ``corrupt_artifact`` (the named file is
+            no model), or ``invalid_model_spec`` (``artifact:`` leaves the folder).
     """
     spec_path = folder / SPEC_NAME
     if named:
@@ -145,8 +145,8 @@ def find_artifact(folder: Path, named: str | None) -> ArtifactRef:
             what = "folder without config.json and *.safetensors" if path.is_dir() else "file"
             raise RunError(
                 f"artifact {named!r} named in {spec_path} is a {what} that is not a model "
-                f"(expected one of: {', '.join(FORMAT_WORDS.values())})",
-                "artifact_not_found",
+                f"(expected one of: {', '.join(FORMAT_WORDS.values())}); is it damaged or half-copied?",
+                "corrupt_artifact",
             )
         return ArtifactRef(path, fmt)
     found = _candidates(folder)

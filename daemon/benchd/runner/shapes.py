@@ -28,7 +28,7 @@ def _dynamic_hint(name: str, dim: int, label: str, low: int | None = None, high:
 
 
 def _constraint(d: Dim) -> str:
-    return f"fixed at {d.static}" if d.static is not None else f"{d.text()}"
+    return f"a fixed {d.static}" if d.static is not None else f"only {d.text()}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def check_shapes(plan: CallPlan, model_spec: ModelSpec, what: str) -> BatchLimit
         if len(shape) != len(slot.dims):
             raise RunError(
                 f"{model_spec.spec_path}: {spec.field}.shape: input {name!r} has {len(shape)} dimensions "
-                f"{shape}, but {what} takes {len(slot.dims)}: "
+                f"[{', '.join(map(str, shape))}], but {what} takes {len(slot.dims)}: "
                 f"[{', '.join(d.text() for d in slot.dims)}]; correct {spec.field}.shape",
                 "input_mismatch",
             )
@@ -82,7 +82,9 @@ def check_shapes(plan: CallPlan, model_spec: ModelSpec, what: str) -> BatchLimit
             elif isinstance(want, int):
                 if not d.admits(want):
                     pairs = zip(shape, slot.dims, strict=True)
-                    fixed = [x.static if x.static is not None else s for s, x in pairs]
+                    fixed = (
+                        "[" + ", ".join(str(x.static if x.static is not None else s) for s, x in pairs) + "]"
+                    )
                     fix = (
                         f"set {spec.field}.shape to {fixed}"
                         if d.static is not None
