@@ -64,7 +64,9 @@ def write_spec(folder: Path, spec: dict[str, Any], ready: bool = True) -> Path:
     return folder
 
 
-def export_to(folder: Path, model: nn.Module, args: tuple, kwargs: dict | None = None, dynamic=None, name="model.pt2"):
+def export_to(
+    folder: Path, model: nn.Module, args: tuple, kwargs: dict | None = None, dynamic=None, name="model.pt2"
+):
     folder.mkdir(parents=True, exist_ok=True)
     program = torch.export.export(model.eval(), args, kwargs or {}, dynamic_shapes=dynamic)
     torch.export.save(program, str(folder / name))

@@ -82,9 +82,8 @@ def check_shapes(plan: CallPlan, model_spec: ModelSpec, what: str) -> BatchLimit
             elif isinstance(want, int):
                 if not d.admits(want):
                     pairs = zip(shape, slot.dims, strict=True)
-                    fixed = (
-                        "[" + ", ".join(str(x.static if x.static is not None else s) for s, x in pairs) + "]"
-                    )
+                    sizes = [s if s == "batch" or x.static is None else x.static for s, x in pairs]
+                    fixed = f"[{', '.join(map(str, sizes))}]"
                     fix = (
                         f"set {spec.field}.shape to {fixed}"
                         if d.static is not None
