@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -78,6 +80,13 @@ def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(source, target)
+
+
 def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
     """Return a version folder for ``model_or_path`` (a folder, an artifact file or an nn.Module).
 
@@ -99,7 +108,7 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
             raise ConfigError("inputs", f"{path} has no {SPEC_NAME} beside it: pass example inputs")
         folder = workdir / "model"
         folder.mkdir(parents=True)
-        (folder / path.name).symlink_to(path.resolve())
+        _link_or_copy(path.resolve(), folder / path.name)  # inside the folder: no symlink out of it
         (folder / SPEC_NAME).write_text(
             yaml.safe_dump({"artifact": path.name, "inputs": _inputs_yaml(inputs)})
         )

@@ -124,7 +124,8 @@ def _candidates(folder: Path) -> list[ArtifactRef]:
         else:
             fmt = None
         if fmt is not None:
-            found.append(ArtifactRef(p, fmt))
+            # a symlink to a model elsewhere is not part of this version: refuse rather than load it
+            found.append(ArtifactRef(resolve_inside(folder, p.name, f"artifact {p.name!r} (found)"), fmt))
     return found
 
 
