@@ -177,7 +177,8 @@ def read_signature(artifact: Any) -> Signature | None:
     return Signature(
         "forward()'s signature",
         slots,
-        open_keywords=any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params),
+        # transformers' **kwargs carry attention options, not tensors: inputs must be named parameters
+        open_keywords=artifact.fmt != "hf" and any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params),
         dict_arg=_only(dicts, slots),
     )
 
@@ -248,7 +249,6 @@ def plan_call(sig: Signature | None, model_spec: ModelSpec, what: str) -> CallPl
         return CallPlan(tuple(declared), style="positional")
     if mode == "dict" or (mode == "auto" and sig is not None and sig.dict_arg is not None):
         return CallPlan((("dict", tuple((n, n) for n in declared)),), style="dict")
-    assert sig is not None or mode == "keyword"
     known = {s.name for s in sig.slots} if sig else set()
     extra = [n for n in declared if n not in known]
     if mode == "keyword" or (sig and not extra) or (sig and sig.open_keywords):
@@ -260,7 +260,8 @@ def plan_call(sig: Signature | None, model_spec: ModelSpec, what: str) -> CallPl
             return CallPlan(tuple(declared), style="positional")
         return CallPlan(kwargs=tuple((n, n) for n in declared), style="keyword")
     required = [s for s in sig.slots if s.required]
-    if len(required) <= len(declared) <= len(sig.slots):  # names differ: feed in declared order
+    by_order = model_spec.artifact_format != "hf"  # a Hugging Face forward is called by name only
+    if by_order and len(required) <= len(declared) <= len(sig.slots):  # names differ: in declared order
         return CallPlan(tuple(declared), style="positional")
     missing = [str(s.name) for s in required if s.name not in declared]
     raise mismatch_error(sig, model_spec, what, missing, extra)
