@@ -56,11 +56,15 @@ def _zip_format(path: Path) -> str | None:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
-    if any("/data/aotinductor/" in n or n.startswith("data/aotinductor/") for n in names):
+    parts = [n.split("/") for n in names]
+    if any(p[1:3] == ["data", "aotinductor"] or p[:2] == ["data", "aotinductor"] for p in parts):
         return "aoti"
+    # <root>/archive_format, <root>/models/<name>.json (pt2 archive), or the pre-2.8 single-program layout
     if any(
-        n.endswith("archive_format") or "/models/" in n or n.endswith("serialized_exported_program.json")
-        for n in names
+        (len(p) == 2 and p[1] == "archive_format")
+        or (len(p) == 3 and p[1] == "models" and p[2].endswith(".json"))
+        or p[-1] == "serialized_exported_program.json"
+        for p in parts
     ):
         return "export"
     if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):

@@ -55,6 +55,7 @@ class LoadedArtifact:
         program: the ``ExportedProgram`` (``export`` only), for its signature and shape constraints.
         guards: the program's shape guards over flattened inputs (``export``), run once per batch.
         note: how the timed call differs from a plain ``model(...)`` call, shown with the result.
+        leading_args: what ``flat_call`` takes before the flattened inputs (a program's weights).
     """
 
     fmt: str
@@ -65,6 +66,7 @@ class LoadedArtifact:
     program: Any = None
     guards: Callable[..., Any] | None = None
     note: str = ""
+    leading_args: tuple[Any, ...] = ()
 
 
 def artifact_format(path: Path) -> str:
@@ -97,22 +99,61 @@ def _flat_graph(module: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, Cal
     return torch.fx.GraphModule(module, graph), getattr(module, "_guards_fn", None)  # shares the weights
 
 
+def _lifted_call(
+    program: Any, device: torch.device, dtype: torch.dtype
+) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+    """The program's own graph (weights as leading arguments) and those weights, when it can be used.
+
+    That graph is what the program runs, minus the unlifted module's per-call input flattening, guards
+    and attribute lookups. Programs that mutate state, or whose user inputs do not come last, keep the
+    unlifted path.
+    """
+    sig = program.graph_signature
+    if getattr(sig, "buffers_to_mutate", None) or getattr(sig, "user_inputs_to_mutate", None):
+        return None
+    kinds = [spec.kind.name for spec in sig.input_specs]
+    users = kinds.count("USER_INPUT")
+    if kinds[len(kinds) - users :] != ["USER_INPUT"] * users:
+        return None
+    leading = []
+    for spec in sig.input_specs[: len(kinds) - users]:
+        if spec.kind.name not in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
+            return None
+        value = program.state_dict.get(spec.target, program.constants.get(spec.target))
+        if not isinstance(value, torch.Tensor):
+            return None
+        cast = dtype if value.is_floating_point() else value.dtype
+        leading.append(value.detach().to(device=device, dtype=cast))
+    return program.graph_module.forward, tuple(leading)
+
+
 def _load_export(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedArtifact:
     program = torch.export.load(str(path))
     module = program.module()
     if device.type != "cpu" or dtype != torch.float32:
         module = module.to(device=device, dtype=dtype)
-    flat, guards = _flat_graph(module)
+    guards = getattr(module, "_guards_fn", None)
+    lifted = _lifted_call(program, device, dtype)
+    if lifted is not None:
+        call, leading = lifted
+        note = (
+            "the program's graph called with its weights and pre-flattened inputs; input flattening and "
+            "shape guards checked once per prepared batch, before timing"
+        )
+    else:
+        flat, _ = _flat_graph(module)
+        call, leading = flat.forward, ()
+        note = "graph called with pre-flattened inputs; shape guards checked once per prepared batch"
     return LoadedArtifact(
         "export",
         module,
         path,
-        flat_call=flat.forward,
+        flat_call=call,
         in_spec=program.call_spec.in_spec,
         program=program,
         guards=guards,
-        note="graph called with pre-flattened inputs; input flattening and shape guards checked once "
-        "per prepared batch, before timing",
+        note=note,
+        leading_args=leading,
     )
 
 

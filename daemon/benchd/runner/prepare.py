@@ -96,7 +96,8 @@ class LoadedVersion:
                 raise explain_guard_error(e, self.model_spec, what, size) or RunError(
                     f"{what} rejected a prepared batch of {size}: {type(e).__name__}: {e}", "input_mismatch"
                 ) from e
-        return PreparedCall(flat, flat, {}, lambda ts: (tuple(ts), {}))
+        lead = art.leading_args
+        return PreparedCall(flat, (*lead, *flat), {}, lambda ts: ((*lead, *ts), {}))
 
 
 def load_version(spec: RunSpec, device: torch.device, seed: int | None = None) -> LoadedVersion:

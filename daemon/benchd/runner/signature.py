@@ -111,9 +111,14 @@ def _dims(val: Any, ranges: Mapping[Any, Any]) -> tuple[Dim, ...] | None:
     return tuple(out)
 
 
+def _children(spec: Any) -> list[Any]:
+    children = getattr(spec, "children", None)
+    return list(children()) if callable(children) else list(spec.children_specs)
+
+
 def _spec_slots(in_spec: Any, names: list[str] | None, metas: list[Any] | None, ranges: Any) -> list[Slot]:
     """Slots from a ``((args...), {kwargs})`` tree spec; ``metas`` are the flat inputs' example values."""
-    args_spec, kwargs_spec = in_spec.children_specs
+    args_spec, kwargs_spec = _children(in_spec)
     flat = iter(metas or [])
     slots: list[Slot] = []
 
@@ -121,10 +126,10 @@ def _spec_slots(in_spec: Any, names: list[str] | None, metas: list[Any] | None, 
         val = next(flat, None)
         return Slot(name, how, pos, _dtype_name(getattr(val, "dtype", None)), _dims(val, ranges))
 
-    for i, child in enumerate(args_spec.children_specs):
+    for i, child in enumerate(_children(args_spec)):
         if child.is_leaf():
             slots.append(leaf(names[i] if names and i < len(names) else None, "positional", i))
-        elif child.type is dict and all(c.is_leaf() for c in child.children_specs):
+        elif child.type is dict and all(c.is_leaf() for c in _children(child)):
             slots.extend(leaf(str(key), "dict", i) for key in child.context)
         elif child.num_leaves == 0:
             continue  # None or an empty container: nothing to feed
@@ -134,7 +139,7 @@ def _spec_slots(in_spec: Any, names: list[str] | None, metas: list[Any] | None, 
                 "one dict of tensors, or keyword tensors",
                 "input_mismatch",
             )
-    for key, child in zip(kwargs_spec.context or [], kwargs_spec.children_specs, strict=False):
+    for key, child in zip(kwargs_spec.context or [], _children(kwargs_spec), strict=False):
         if child.is_leaf():
             slots.append(leaf(str(key), "keyword", None))
     return slots
