@@ -15,9 +15,8 @@ from typing import Protocol, runtime_checkable
 
 from benchd.errors import RegistryError
 from benchd.records import ModelVersion, version_sort_key
-from benchd.registry.version_folder import SPEC_NAME, is_version_folder
-
-__all__ = ["ARTIFACT_NAMES", "SPEC_NAME", "is_version_folder"]
+from benchd.registry.version_folder import SPEC_NAME as SPEC_NAME
+from benchd.registry.version_folder import is_version_folder as is_version_folder
 
 #: Conventional artifact file names (used only for a version's creation time). Which files make a
 #: version is decided by :func:`benchd.registry.version_folder.is_version_folder`, by content, for every

@@ -15,6 +15,7 @@ from benchd.errors import RunError
 from benchd.runner.modelspec import InputSpec, ModelSpec
 from benchd.runner.signature import CallPlan, Dim, Slot
 
+_TIED = re.compile(r"(\w+)\.size\(\)\[(\d+)\]\s*==\s*(\w+)\.size\(\)\[(\d+)\]")
 _GUARD = re.compile(r"(?:Guard failed: )?(\w+)\.size\(\)\[(\d+)\]\s*(==|<=|>=|<|>|!=)\s*(-?\d+)")
 
 
@@ -128,6 +129,16 @@ def _check_dim(model_spec: ModelSpec, spec: InputSpec, dim: int, dim_name: str, 
 
 def explain_guard_error(e: BaseException, model_spec: ModelSpec, what: str, size: int) -> RunError | None:
     """Rewrite torch's ``Guard failed: x.size()[0] == 1`` into a sentence naming input, value and fix."""
+    tied = _TIED.search(str(e))
+    if tied:
+        a, da, b, db = tied.group(1), int(tied.group(2)), tied.group(3), int(tied.group(4))
+        fields = {i.name: f"{i.field}.shape" for i in model_spec.inputs}
+        return RunError(
+            f"input {a!r} dimension {da} must equal input {b!r} dimension {db}: {what} ties them to one "
+            f"size (torch: {str(e).strip().splitlines()[0]}); give both the same size or the same dims: "
+            f"name in {fields.get(a, a)} and {fields.get(b, b)} of {model_spec.spec_path}",
+            "input_mismatch",
+        )
     m = _GUARD.search(str(e))
     if not m:
         return None
