@@ -21,7 +21,8 @@ class ConfigError(BenchdError):
 class RunError(BenchdError):
     """A benchmark run failed; ``kind`` is a stable machine-readable reason.
 
-    Kinds: ``artifact_not_found``, ``corrupt_artifact``, ``pickle_refused``, ``input_mismatch``,
+    Kinds: ``artifact_not_found``, ``corrupt_artifact``, ``pickle_refused``, ``native_code_refused``,
+    ``unsupported_artifact``, ``input_mismatch``,
     ``invalid_model_spec``, ``device_unavailable``, ``out_of_memory``, ``timeout``, ``worker_crashed``,
     ``model_error``, ``interrupted``, ``internal``.
     """

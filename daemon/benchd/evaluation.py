@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -20,8 +22,8 @@ from benchd.config import BenchConfig, bench_config_from
 from benchd.devices.context import DeviceContext
 from benchd.errors import ConfigError, RunError, RunFailedError
 from benchd.records import SCENARIOS, RunResult
+from benchd.registry.version_folder import FORMAT_WORDS, SPEC_NAME, sniff_format
 from benchd.runner.launch import EventHandler, run_spec
-from benchd.runner.modelspec import ARTIFACT_SUFFIXES, SPEC_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,13 @@ def _inputs_yaml(inputs: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(source, target)
+
+
 def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
     """Return a version folder for ``model_or_path`` (a folder, an artifact file or an nn.Module).
 
@@ -92,16 +101,16 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
             return path
         if not path.exists():
             raise RunError(f"{path} does not exist", "artifact_not_found")
-        if (path.parent / SPEC_FILE).is_file() and inputs is None:
+        if (path.parent / SPEC_NAME).is_file() and inputs is None:
             return path.parent
-        if path.suffix not in ARTIFACT_SUFFIXES:
-            raise ConfigError("", f"{path} is not a model artifact ({', '.join(ARTIFACT_SUFFIXES)})")
+        if sniff_format(path) is None:
+            raise ConfigError("", f"{path} is not a model artifact ({', '.join(FORMAT_WORDS.values())})")
         if inputs is None:
-            raise ConfigError("inputs", f"{path} has no {SPEC_FILE} beside it: pass example inputs")
+            raise ConfigError("inputs", f"{path} has no {SPEC_NAME} beside it: pass example inputs")
         folder = workdir / "model"
         folder.mkdir(parents=True)
-        (folder / path.name).symlink_to(path.resolve())
-        (folder / SPEC_FILE).write_text(
+        _link_or_copy(path.resolve(), folder / path.name)  # inside the folder: no symlink out of it
+        (folder / SPEC_NAME).write_text(
             yaml.safe_dump({"artifact": path.name, "inputs": _inputs_yaml(inputs)})
         )
         return folder
@@ -117,8 +126,18 @@ def materialise(model_or_path: Any, inputs: Any, workdir: Path) -> Path:
     folder = workdir / "model"
     folder.mkdir(parents=True)
     torch.export.save(program, str(folder / "model.pt2"))
-    (folder / SPEC_FILE).write_text(yaml.safe_dump({"artifact": "model.pt2", "inputs": _inputs_yaml(args)}))
+    (folder / SPEC_NAME).write_text(yaml.safe_dump({"artifact": "model.pt2", "inputs": _inputs_yaml(args)}))
     return folder
+
+
+def infer_names(path: Path) -> tuple[str, str]:
+    """``(model, version)`` of a version folder laid out as ``<model>/<version>/`` (or of its artifact).
+
+    The folder's name is the version and its parent's name the model, as in a local registry.
+    """
+    folder = (path if path.is_dir() else path.parent).resolve()
+    model = folder.parent.name or folder.name
+    return model, folder.name
 
 
 def run_folder(
@@ -130,10 +149,16 @@ def run_folder(
     version: str,
     devices: DeviceContext,
     on_event: EventHandler | None = None,
+    allow_native_code: bool = False,
 ) -> RunResult:
-    """Benchmark one version folder with ``config``, writing outputs to ``out_dir``."""
+    """Benchmark one version folder with ``config``, writing outputs to ``out_dir``.
+
+    ``allow_native_code`` lets AOTInductor packages (compiled native code) load.
+    """
     device = devices.resolve(config.device)
     spec = config.run_spec(model=model, version=version, model_path=str(folder), device=device)
+    if allow_native_code:
+        spec = dataclasses.replace(spec, allow_native_code=True)
     return run_spec(
         spec, out_dir, meter=devices.sampler, on_event=on_event, host_fingerprint=devices.fingerprint(device)
     )
@@ -144,25 +169,34 @@ def evaluate(
     inputs: Any = None,
     config: Any = None,
     *,
+    model: str | None = None,
+    version: str | None = None,
     out_dir: str | Path | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     devices: str = "auto",
+    allow_native_code: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """See :func:`benchd.evaluate`."""
     cfg = apply_overrides(bench_config_from(config), **overrides)
     with tempfile.TemporaryDirectory(prefix="benchd-") as tmp:
         folder = materialise(model_or_path, inputs, Path(tmp))
-        name = (
-            Path(str(model_or_path)).name
-            if isinstance(model_or_path, (str, Path))
-            else type(model_or_path).__name__
-        )
+        if isinstance(model_or_path, (str, Path)):
+            inferred = infer_names(Path(model_or_path))
+        else:
+            inferred = (type(model_or_path).__name__, "local")
         target = Path(out_dir) if out_dir else Path(tmp) / "out"
         ctx = DeviceContext(devices)
         try:
             result = run_folder(
-                folder, cfg, target, model=name, version="local", devices=ctx, on_event=on_event
+                folder,
+                cfg,
+                target,
+                model=model or inferred[0],
+                version=version or inferred[1],
+                devices=ctx,
+                on_event=on_event,
+                allow_native_code=allow_native_code,
             )
         finally:
             ctx.close()

@@ -132,6 +132,7 @@ class RunSpec:
     compile: bool = False
     threads: int | None = None
     allow_pickle: bool = False
+    allow_native_code: bool = False
     timeout_s: float = 600.0
     seed: int = 0
     baseline: str | None = None
@@ -222,6 +223,13 @@ class ScenarioResult:
     energy: EnergyReport | None = None
     telemetry: TelemetrySummary | None = None
     latencies_file: str | None = None
+    #: How the artifact was read (``export``, ``aoti``, ``torchscript``, ``hf``, ``pickle``; by content).
+    artifact_format: str | None = None
+    #: How the timed call differs from a plain ``model(...)`` call (pre-flattened inputs...), if it does.
+    artifact_note: str | None = None
+    #: ``(dim, value, queries)``: values drawn for each ``dims:`` entry of ``benchd.yaml``, and how many
+    #: measured queries saw each.
+    drawn_dims: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,9 @@ class RunResult:
     ended_unix_s: float = 0.0
     fingerprint: dict[str, Any] = field(default_factory=dict)
     output_dir: str | None = None
+    #: ``(query size, scenario, reason)`` of what was asked for but cannot run (a batch size outside a
+    #: static export's range); the reason says how to fix it.
+    skipped: tuple[tuple[int, str, str], ...] = ()
 
     @property
     def ok(self) -> bool:

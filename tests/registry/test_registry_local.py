@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,12 @@ def _version(
 ) -> Path:
     folder = root / model / version
     folder.mkdir(parents=True, exist_ok=True)
-    if artifact:
-        (folder / artifact).write_bytes(b"\x00" * 64)
+    if artifact and not artifact.endswith(".pt2"):
+        (folder / artifact).write_bytes(b"\x08\x07" * 32)  # e.g. an ONNX protobuf: no torch artifact
+    elif artifact:  # what a torch.export archive holds: artifacts are recognised by content
+        with zipfile.ZipFile(folder / artifact, "w") as z:
+            z.writestr("model/archive_format", "pt2")
+            z.writestr("model/models/model.json", "{}")
     if yaml:
         (folder / "benchd.yaml").write_text("inputs: [{shape: [1, 3], dtype: float32}]\n")
     return folder

@@ -1,3 +1,5 @@
+import zipfile
+
 import pytest
 import yaml
 
@@ -7,8 +9,10 @@ from benchd.runner.modelspec import read_model_spec
 
 def write(folder, spec, artifact="model.pt2"):
     folder.mkdir(parents=True, exist_ok=True)
-    if artifact:
-        (folder / artifact).write_bytes(b"x")
+    if artifact:  # the layout of a torch.export archive: the format is recognised by content
+        with zipfile.ZipFile(folder / artifact, "w") as z:
+            z.writestr("model/archive_format", "pt2")
+            z.writestr("model/models/model.json", "{}")
     (folder / "benchd.yaml").write_text(yaml.safe_dump(spec) if isinstance(spec, dict) else spec)
     return folder
 

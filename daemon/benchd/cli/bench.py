@@ -16,7 +16,7 @@ from benchd.cli.tables import format_seconds, format_table
 from benchd.config import DTYPES, BenchConfig, DaemonConfig, load_yaml, parse_duration_s, read_any_config
 from benchd.devices.context import DeviceContext
 from benchd.errors import BenchdError, ConfigError
-from benchd.evaluation import apply_overrides, materialise, run_folder
+from benchd.evaluation import apply_overrides, infer_names, materialise, run_folder
 from benchd.records import RunResult, to_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -28,10 +28,17 @@ def add_parser(sub: Any) -> None:
         "bench",
         help="benchmark one model version folder or artifact",
         description="Benchmark a model version (a folder with the artifact and benchd.yaml, or an artifact "
-        "whose folder has benchd.yaml) in an isolated worker process, and print a table. "
+        "whose folder has benchd.yaml) in an isolated worker process, and print a table. The artifact "
+        "is recognised by its content: a torch.export program, an AOTInductor package, TorchScript, a "
+        "Hugging Face folder (config.json + *.safetensors), or a pickle. "
         "Raw latencies (.npy) and a JSON summary are kept in --out.",
     )
-    p.add_argument("path", help="model version folder, or artifact file (.pt2, .pt, .ts)")
+    p.add_argument(
+        "path",
+        help="model version folder laid out as <model>/<version>/ (as in a local registry), or its artifact",
+    )
+    p.add_argument("--model", help="model name in results [default: the version folder's parent's name]")
+    p.add_argument("--version", dest="model_version", help="version in results [default: the folder's name]")
     p.add_argument(
         "--config",
         metavar="FILE",
@@ -69,6 +76,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         default=None,
         help="allow loading pickled models (runs code from the file: only for trusted files)",
+    )
+    p.add_argument(
+        "--allow-native-code",
+        action="store_true",
+        help="allow loading AOTInductor packages (runs the compiled code they hold: only for trusted files)",
     )
     p.add_argument(
         "--devices",
@@ -121,6 +133,8 @@ class Progress:
                 self.stream.write(f"running {self.label} (about {self.expected_s:.0f} s)\n")
         elif kind == "progress" and event.get("message") != "measure":
             self.label = f"{event['scenario']}: {event['message']}"
+        elif kind == "skipped" and self.enabled and not self.tty:
+            self.stream.write(f"skipping {event['scenario']} bs={event['batch_size']}\n")
         elif kind == "scenario_done" and self.enabled and not self.tty:
             self.stream.write(
                 f"  done: p50 {format_seconds(event['p50_s'])}  p99 {format_seconds(event['p99_s'])}\n"
@@ -201,7 +215,33 @@ def format_result(result: RunResult) -> str:
         for r in result.results
         if r.device_time_p50_s is not None
     ]
-    return "\n".join(lines + notes + extra + dev)
+    draws = [
+        f"  {r.scenario} bs={r.batch_size}: {_draws(r.drawn_dims)}" for r in result.results if r.drawn_dims
+    ]
+    skipped = [f"  {scenario} bs={size}: NOT RUN: {reason}" for size, scenario, reason in result.skipped]
+    return "\n".join(lines + notes + extra + dev + draws + skipped)
+
+
+def _draws(drawn: Any) -> str:
+    """``seq drawn 32 (40%), 64 (35%), 128 (25%) over 1,000 queries``."""
+    by_dim: dict[str, list[tuple[int, int]]] = {}
+    for dim, value, count in drawn:
+        by_dim.setdefault(dim, []).append((value, count))
+    parts = []
+    for dim, pairs in by_dim.items():
+        total = sum(c for _, c in pairs) or 1
+        shown = ", ".join(f"{v} ({c / total:.0%})" for v, c in pairs[:12])
+        more = f", ... {len(pairs) - 12} more values" if len(pairs) > 12 else ""
+        parts.append(f"{dim} drawn {shown}{more} over {total:,} queries")
+    return "; ".join(parts)
+
+
+def _artifact_line(result: RunResult) -> str:
+    first = result.results[0] if result.results else None
+    if first is None or not first.artifact_format:
+        return ""
+    note = f" ({first.artifact_note})" if first.artifact_note else ""
+    return f"artifact format: {first.artifact_format}{note}"
 
 
 def _read_config(path: str | None, devices: str | None) -> tuple[BenchConfig, tuple[str, Any]]:
@@ -243,7 +283,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"benchd bench: {e}", file=sys.stderr)
         return EXIT_USAGE
     path = Path(args.path)
-    name = (path if path.is_dir() else path.parent).resolve().name
+    inferred_model, inferred_version = infer_names(path)
+    model = args.model or inferred_model
+    version = args.model_version or inferred_version
+    name = f"{model}-{version}"
     out_dir = (
         Path(args.out) if args.out else Path("benchd-results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -260,10 +303,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     folder,
                     config,
                     out_dir,
-                    model=name,
-                    version=path.name,
+                    model=model,
+                    version=version,
                     devices=devices,
                     on_event=progress.on_event,
+                    allow_native_code=args.allow_native_code,
                 )
         finally:
             devices.close()
@@ -279,9 +323,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json != "-":
         device = result.fingerprint.get("device_name") or result.device
         print(
-            f"{result.model} on {result.device} ({device}), "
+            f"model {result.model} version {result.version} on {result.device} ({device}), "
             f"torch {result.fingerprint.get('torch_version', '?')}"
         )
+        if line := _artifact_line(result):
+            print(line)
         print(format_result(result))
         print(f"raw latencies and summary.json: {out_dir}")
+    if result.skipped:
+        sizes = sorted({size for size, _, _ in result.skipped})
+        print(
+            f"benchd bench: batch size(s) {', '.join(map(str, sizes))} could not run (reasons above)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK

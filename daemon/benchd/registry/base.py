@@ -9,19 +9,20 @@ version across a crash calls ``pending()``, records the versions durably, then `
 from __future__ import annotations
 
 import abc
-import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from benchd.errors import RegistryError
 from benchd.records import ModelVersion, version_sort_key
+from benchd.registry.version_folder import SPEC_NAME as SPEC_NAME
+from benchd.registry.version_folder import contained_path as contained_path
+from benchd.registry.version_folder import is_version_folder as is_version_folder
 
-#: Files the engine accepts as a model artifact inside a version folder.
+#: Conventional artifact file names (used only for a version's creation time). Which files make a
+#: version is decided by :func:`benchd.registry.version_folder.is_version_folder`, by content, for every
+#: watcher, ``benchd bench`` and the worker alike.
 ARTIFACT_NAMES = ("model.pt2", "model.pt", "model.ts", "model.pkl")
-#: The per-version benchmark description written next to the artifact.
-SPEC_NAME = "benchd.yaml"
 
 
 @runtime_checkable
@@ -60,20 +61,6 @@ class PollCancelledError(RegistryError):
 def is_path_component(name: str) -> bool:
     """True when ``name`` is one plain path component: not empty, ``.``, ``..``, and no separator or NUL."""
     return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\0"))
-
-
-def resolve_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
-    """``path`` with every symlink resolved, or None when that lies outside ``root`` (resolved too).
-
-    A symlink that points outside the registry (``<root>/m/v -> /etc``) would let a registry entry name
-    any file on the host; callers refuse such paths. A path that does not exist resolves as far as it can.
-    """
-    try:
-        real_root = Path(root).resolve()
-        real = Path(path).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return None
-    return real if real == real_root or real.is_relative_to(real_root) else None
 
 
 class UnknownModelVersionError(RegistryError):

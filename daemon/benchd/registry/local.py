@@ -1,8 +1,9 @@
 """The local-folder registry: ``<root>/<model>/<version>/`` folders holding an artifact and ``benchd.yaml``.
 
 A version counts only once it is complete, so a half-copied folder is never reported: either a ``READY``
-marker file is present, or ``benchd.yaml`` and an artifact (``model.pt2``, ``model.pt``, ``model.ts``,
-``model.pkl``) are present and every file's name, size and mtime stayed the same for ``settle_s``.
+marker file is present, or ``benchd.yaml`` and the artifact it describes are present (recognised by content,
+:mod:`benchd.registry.version_folder`: a ``.pt2`` program or AOTInductor package, TorchScript, a Hugging
+Face folder, a pickle) and every file's name, size and mtime stayed the same for ``settle_s``.
 The champion (baseline pointer) of a model is ``<root>/<model>/champion``: a text file naming a version,
 or a symlink to a version folder. The cursor is, per model, the JSON list of versions already reported.
 
@@ -29,8 +30,9 @@ from benchd.registry.base import (
     CursorStore,
     RegistryWatcher,
     UnknownModelVersionError,
+    contained_path,
     is_path_component,
-    resolve_inside,
+    is_version_folder,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,13 +198,13 @@ class LocalFolderWatcher(RegistryWatcher):
 
     def _contained(self, model: str, folder: Path) -> Path | None:
         """The resolved version folder, or None (logged once) when it or its files lead outside."""
-        real = resolve_inside(self.root, folder)
+        real = contained_path(self.root, folder)
         if real is None:
             self._refuse(model, folder, f"it resolves outside the registry root {self.root}")
             return None
         for name in (SPEC_NAME, READY_MARKER, *ARTIFACT_NAMES):
             entry = folder / name
-            if entry.is_symlink() and resolve_inside(real, entry) is None:
+            if entry.is_symlink() and contained_path(real, entry) is None:
                 self._refuse(model, folder, f"{name} is a link that leads outside the version folder")
                 return None
         return real
@@ -231,7 +233,7 @@ class LocalFolderWatcher(RegistryWatcher):
         key = (model, folder.name)
         if (folder / READY_MARKER).is_file():
             return self._version(model, folder)
-        if not (folder / SPEC_NAME).is_file() or not any((folder / a).exists() for a in ARTIFACT_NAMES):
+        if not is_version_folder(folder):  # the one notion of a version folder (by content)
             self._settling.pop(key, None)
             return None
         snap = self._snapshot(folder)

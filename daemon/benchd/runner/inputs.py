@@ -1,7 +1,8 @@
 """Input generation: LoadGen's performance sample set, held in memory, cut into ready batches.
 
-Samples come from the ``benchd.yaml`` input specs (seeded random values in the declared range) or from a
-dataset file (``.npz`` keyed by input name, or ``.npy``; first axis = samples). Batches are assembled
+Samples come from the ``benchd.yaml`` input specs (seeded random values in the declared range), from a
+dataset file (``.npz`` keyed by input name, or ``.npy``; first axis = samples), or, for inputs whose shape
+uses ``dims:`` (and attention masks), are made per batch at that batch's drawn sizes. Batches are assembled
 once, before timing, so a timed query only indexes a list; preprocessing steps that the spec asks for
 run inside the timed query, as a production pipeline would.
 """
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 
 from benchd.errors import RunError
-from benchd.runner.modelspec import InputSpec, ModelSpec, PreprocessStep
+from benchd.runner.dims import draw_all
+from benchd.runner.modelspec import InputSpec, ModelSpec, PreprocessStep, resolve_inside
 
 _TORCH_DTYPES = {
     "float32": torch.float32,
@@ -38,7 +40,7 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def _load_dataset(folder: Path, spec: InputSpec) -> torch.Tensor:
-    path = folder / str(spec.dataset)
+    path = resolve_inside(folder, str(spec.dataset), f"{spec.field}.dataset")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -63,9 +65,8 @@ def _load_dataset(folder: Path, spec: InputSpec) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(torch_dtype(spec.dtype))
 
 
-def _random_samples(spec: InputSpec, count: int, gen: torch.Generator) -> torch.Tensor:
+def _random_samples(spec: InputSpec, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     dtype = torch_dtype(spec.dtype)
-    shape = (count, *spec.sample_shape)
     if dtype == torch.bool:
         return torch.rand(shape, generator=gen) < 0.5
     if dtype.is_floating_point:
@@ -74,42 +75,77 @@ def _random_samples(spec: InputSpec, count: int, gen: torch.Generator) -> torch.
     return torch.randint(int(spec.low), int(spec.high) + 1, shape, generator=gen).to(dtype)
 
 
-def sample_set(model_spec: ModelSpec, seed: int) -> list[torch.Tensor]:
-    """Return one tensor of samples per input, samples along the first axis, all of equal count."""
+def _is_drawn(spec: InputSpec) -> bool:
+    return spec.mask is not None or any(isinstance(d, str) for d in spec.sample_shape)
+
+
+def sample_set(model_spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
+    """Samples of every fixed-shape input (random or from its dataset), first axis = samples, equal counts.
+
+    Inputs whose shape uses a ``dims:`` name, and masks, are made per batch by :func:`make_batches`.
+    """
     gen = torch.Generator().manual_seed(seed)
     folder = Path(model_spec.folder)
-    tensors = [
-        _load_dataset(folder, s)
+    count = model_spec.performance_sample_count
+    tensors = {
+        s.name: _load_dataset(folder, s)
         if s.dataset
-        else _random_samples(s, model_spec.performance_sample_count, gen)
+        else _random_samples(s, (count, *(int(d) for d in s.sample_shape)), gen)
         for s in model_spec.inputs
-    ]
-    count = min(len(t) for t in tensors)
-    return [t[:count] for t in tensors]
+        if not _is_drawn(s)
+    }
+    count = min((len(t) for t in tensors.values()), default=count)
+    return {name: t[:count] for name, t in tensors.items()}
+
+
+def _drawn_batch(
+    spec: InputSpec, batch_size: int, draws: dict[str, int], gen: torch.Generator
+) -> torch.Tensor:
+    shape = (batch_size, *(draws[d] if isinstance(d, str) else d for d in spec.sample_shape))
+    if spec.mask is None:
+        return _random_samples(spec, shape, gen)
+    mask = torch.zeros(shape, dtype=torch_dtype(spec.dtype))
+    mask[..., : draws[spec.mask]] = 1  # attention over the first <drawn length> positions
+    return mask
 
 
 def make_batches(
-    samples: Sequence[torch.Tensor], specs: Sequence[InputSpec], batch_size: int, *, pin_memory: bool = False
-) -> list[tuple[torch.Tensor, ...]]:
-    """Cut the sample set into up to :data:`MAX_DISTINCT_BATCHES` contiguous batches of ``batch_size``.
+    model_spec: ModelSpec,
+    samples: dict[str, torch.Tensor],
+    batch_size: int,
+    *,
+    seed: int = 0,
+    float_dtype: torch.dtype = torch.float32,
+    pin_memory: bool = False,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, int]]]:
+    """Cut the sample set into up to :data:`MAX_DISTINCT_BATCHES` batches of ``batch_size``.
 
-    Each input's batch dimension is placed where its spec declares it. With fewer samples than a batch
-    needs, samples repeat.
+    Returns the batches (input name -> tensor) and, per batch, the values drawn for each ``dims:`` entry
+    (seeded by ``seed``, so both sides of a comparison see the same). Each input's batch dimension is
+    placed where its spec declares it; floating inputs are cast to ``float_dtype``. With fewer samples
+    than a batch needs, samples repeat.
     """
-    count = len(samples[0])
+    count = len(next(iter(samples.values()))) if samples else model_spec.performance_sample_count
     n_batches = max(1, min(MAX_DISTINCT_BATCHES, count // batch_size))
+    draws = draw_all(model_spec.dims, n_batches, seed + batch_size)
+    gen = torch.Generator().manual_seed(seed * 7919 + batch_size)
     batches = []
     for b in range(n_batches):
         idx = torch.arange(b * batch_size, (b + 1) * batch_size) % count
-        parts = []
-        for tensor, spec in zip(samples, specs, strict=True):
-            part = tensor.index_select(0, idx)
+        parts = {}
+        for spec in model_spec.inputs:
+            if spec.name in samples:
+                part = samples[spec.name].index_select(0, idx)
+            else:
+                part = _drawn_batch(spec, batch_size, draws[b], gen)
+            if part.is_floating_point() and part.dtype != float_dtype:
+                part = part.to(float_dtype)
             if spec.batch_dim != 0:
                 part = part.movedim(0, spec.batch_dim)
             part = part.contiguous()
-            parts.append(part.pin_memory() if pin_memory else part)
-        batches.append(tuple(parts))
-    return batches
+            parts[spec.name] = part.pin_memory() if pin_memory else part
+        batches.append(parts)
+    return batches, draws
 
 
 def make_preprocess(

@@ -325,7 +325,8 @@ def run_spec(
         _measure_window(from_dict(ScenarioResult, r), meter, meter_device) for r in payload["results"]
     )
     device = results[0].device if results else spec.device
-    outcome = "ok" if all(r.valid for r in results) else "invalid"
+    skipped = tuple((int(b), str(s), str(r)) for b, s, r in payload.get("skipped", ()))
+    outcome = "ok" if all(r.valid for r in results) and not skipped else "invalid"
     return RunResult(
         model=spec.model,
         version=spec.version,
@@ -336,6 +337,7 @@ def run_spec(
         ended_unix_s=time.time(),
         fingerprint=fingerprint,
         output_dir=str(out_dir),
+        skipped=skipped,
     )
 
 

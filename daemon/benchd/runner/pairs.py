@@ -45,12 +45,12 @@ from benchd.loadgen.scenarios import (
 from benchd.loadgen.warmup import warm_until_settled
 from benchd.records import ScenarioSettings, from_dict
 from benchd.runner.cpus import pin_process
-from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
-from benchd.runner.timing import autocast_context, make_query
+from benchd.runner.timing import autocast_context
 from benchd.runner.worker import (
     classify_error,
     emit,
-    prepare_model,
+    explain_first_query,
+    load_and_report,
     resolve_device,
     with_inference_mode,
     worker_fingerprint,
@@ -82,25 +82,22 @@ class _Side:
 
 def _load_side(plan: ComparisonPlan, side: str, device: torch.device, amp_dtype: torch.dtype | None) -> _Side:
     spec = plan.spec(side)
+    spq = plan.samples_per_query
     try:
-        model, model_spec = prepare_model(spec, device)
-        samples = sample_set(model_spec, plan.seed)  # the same seed: both sides see identical inputs
-        dtype = torch_dtype(spec.dtype)
-        if dtype != torch.float32:
-            samples = [s.to(dtype) if s.is_floating_point() else s for s in samples]
-        preprocess = make_preprocess(model_spec.preprocess, device) if model_spec.preprocess else None
-        settings = plan.scenario
-        spq = plan.samples_per_query
-        batches = make_batches(samples, model_spec.inputs, spq, pin_memory=device.type == "cuda")
-        query = make_query(model, batches, device, preprocess)
+        # The run worker's loading path, with the plan's seed: both sides see identical inputs.
+        version = load_and_report(spec, device, plan.seed)
+        reason = version.skip_reason(spq)
+        if reason:
+            raise RunError(reason, "input_mismatch")
+        query = version.query(spq).query
         with torch.inference_mode(), autocast_context(device, amp_dtype):
             try:
                 query(0)
             except Exception as e:  # noqa: BLE001
-                raise classify_error(e, first_query=True) from e
+                raise explain_first_query(e, version, spq) from e
     except RunError as e:
         raise SideError(e, side, spec.version) from e
-    if settings.name == "concurrency":
+    if plan.scenario.name == "concurrency":
         query = with_inference_mode(query, amp_dtype, device)
     return _Side(side, spec.version, query, spq)
 

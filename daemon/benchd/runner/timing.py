@@ -49,39 +49,70 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None) -> Abs
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
+@dataclass(frozen=True)
+class PreparedCall:
+    """One prepared batch as the timed query calls it.
+
+    ``args``/``kwargs`` are built once, before timing, from the host tensors. When a query must touch the
+    tensors first (preprocessing, a host-to-device copy), it transforms ``tensors`` and calls ``rebuild``
+    on the results, which puts them back into the same ``(args, kwargs)`` structure.
+    """
+
+    tensors: tuple[torch.Tensor, ...]
+    args: tuple[object, ...]
+    kwargs: dict[str, object]
+    rebuild: Callable[[Sequence[torch.Tensor]], tuple[tuple[object, ...], dict[str, object]]]
+
+
 def make_query(
-    model: Callable[..., object],
-    batches: Sequence[tuple[torch.Tensor, ...]],
+    call: Callable[..., object],
+    batches: Sequence[PreparedCall],
     device: torch.device,
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     timer: DeviceTimer | None = None,
 ) -> QueryFn:
-    """Return ``query(i)`` that runs batch ``i % len(batches)`` through ``model`` to completion.
+    """Return ``query(i)`` that runs batch ``i % len(batches)`` through ``call`` to completion.
 
     Callers enter ``torch.inference_mode()`` (and autocast) once around the whole phase, per thread,
-    rather than per query.
+    rather than per query. On the CPU without preprocessing, a query is only ``call(*args, **kwargs)``
+    on prepared values.
     """
     n = len(batches)
     if device.type == "cpu":
         if preprocess is None:
+            plain = [b.args for b in batches]
+            if not any(b.kwargs for b in batches):
 
-            def cpu_query(i: int) -> object:
-                return model(*batches[i % n])
+                def cpu_query(i: int) -> object:
+                    return call(*plain[i % n])
 
-            return cpu_query
+                return cpu_query
+            kws = [b.kwargs for b in batches]
+
+            def cpu_query_kw(i: int) -> object:
+                k = i % n
+                return call(*plain[k], **kws[k])
+
+            return cpu_query_kw
 
         def cpu_query_pre(i: int) -> object:
-            return model(*[preprocess(x) for x in batches[i % n]])
+            b = batches[i % n]
+            args, kwargs = b.rebuild([preprocess(x) for x in b.tensors])
+            return call(*args, **kwargs)
 
         return cpu_query_pre
 
     sync = torch.cuda.synchronize
     pre = preprocess or (lambda x: x)
 
+    def run_on_device(b: PreparedCall) -> object:
+        args, kwargs = b.rebuild([pre(x.to(device, non_blocking=True)) for x in b.tensors])
+        return call(*args, **kwargs)
+
     if timer is None:
 
         def cuda_query(i: int) -> object:
-            out = model(*[pre(x.to(device, non_blocking=True)) for x in batches[i % n]])
+            out = run_on_device(batches[i % n])
             sync(device)
             return out
 
@@ -92,12 +123,12 @@ def make_query(
 
     def cuda_query_timed(i: int) -> object:
         if len(starts) >= limit:
-            out = model(*[pre(x.to(device, non_blocking=True)) for x in batches[i % n]])
+            out = run_on_device(batches[i % n])
             sync(device)
             return out
         start, end = event(enable_timing=True), event(enable_timing=True)
         start.record()
-        out = model(*[pre(x.to(device, non_blocking=True)) for x in batches[i % n]])
+        out = run_on_device(batches[i % n])
         end.record()
         sync(device)
         starts.append(start)

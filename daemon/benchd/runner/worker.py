@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,10 @@ from benchd.errors import RunError
 from benchd.loadgen import run_scenario
 from benchd.loadgen.stats import percentile_s
 from benchd.records import RunSpec, ScenarioResult, from_dict, to_dict
-from benchd.runner.artifacts import load_model
-from benchd.runner.inputs import make_batches, make_preprocess, sample_set, torch_dtype
-from benchd.runner.modelspec import ModelSpec, read_model_spec
-from benchd.runner.timing import DeviceTimer, autocast_context, make_query
+from benchd.runner.dims import count_draws
+from benchd.runner.prepare import LoadedVersion, load_version
+from benchd.runner.shapes import explain_guard_error
+from benchd.runner.timing import DeviceTimer, autocast_context
 
 EXIT_HANDLED_ERROR = 3
 _SHAPE_WORDS = ("shape", "size", "dimension", "dtype", "expected", "mismatch", "must match", "guard")
@@ -98,40 +99,33 @@ def worker_fingerprint(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def prepare_model(spec: RunSpec, device: torch.device) -> tuple[Any, ModelSpec]:
-    """Load the version's artifact and spec, move the model to ``device``/dtype, compile if asked.
+def load_and_report(spec: RunSpec, device: torch.device, seed: int | None = None) -> LoadedVersion:
+    """Load ``spec``'s version the way every worker does and report it (the ``loaded`` event).
 
     Raises:
-        RunError: the artifact or spec is missing or bad, or the model cannot be moved.
+        RunError: the artifact or spec is missing or bad, or the inputs do not fit the model.
     """
-    model_spec = read_model_spec(spec.model_path)
-    model, fmt = load_model(model_spec.artifact, allow_pickle=spec.allow_pickle)
-    dtype = torch_dtype(spec.dtype)
     try:
-        if fmt != "export" or device.type != "cpu" or dtype != torch.float32:
-            model = model.to(device=device, dtype=dtype) if hasattr(model, "to") else model
+        version = load_version(spec, device, seed)
+    except RunError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise classify_error(e, first_query=False) from e
-    if spec.compile:
-        model = torch.compile(model)
-    emit("loaded", artifact=model_spec.artifact, format=fmt, device=str(device))
-    return model, model_spec
+    art = version.artifact
+    emit("loaded", artifact=str(art.path), format=art.fmt, note=art.note, device=str(device))
+    return version
 
 
-def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
-    """Benchmark ``spec`` and return its scenario results (latency files written into ``out_dir``)."""
+def run(spec: RunSpec, out_dir: Path) -> tuple[list[ScenarioResult], list[tuple[int, str, str]]]:
+    """Benchmark ``spec``: its scenario results (latency files in ``out_dir``) and the skipped sizes."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
     device = resolve_device(spec.device)
-    model, model_spec = prepare_model(spec, device)
-    samples = sample_set(model_spec, spec.seed)
-    dtype = torch_dtype(spec.dtype)
-    if dtype != torch.float32:
-        samples = [s.to(dtype) if s.is_floating_point() else s for s in samples]
-    preprocess = make_preprocess(model_spec.preprocess, device) if model_spec.preprocess else None
+    version = load_and_report(spec, device)
     amp_dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if spec.amp else None
     results: list[ScenarioResult] = []
+    skipped: list[tuple[int, str, str]] = []
     ran_multi_stream = False
     for batch_size in spec.batch_sizes:
         for settings in spec.scenarios:
@@ -140,9 +134,13 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                     continue  # its query size is samples_per_query, whatever the batch-size sweep says
                 ran_multi_stream = True
             bs = settings.samples_per_query_at(batch_size)
-            batches = make_batches(samples, model_spec.inputs, bs, pin_memory=device.type == "cuda")
+            reason = version.skip_reason(bs)
+            if reason:
+                skipped.append((bs, settings.name, reason))
+                emit("skipped", scenario=settings.name, batch_size=bs, reason=reason)
+                continue
             timer = DeviceTimer() if device.type == "cuda" else None
-            query = make_query(model, batches, device, preprocess, timer)
+            prepared = version.query(bs, timer)
             emit(
                 "scenario",
                 scenario=settings.name,
@@ -155,16 +153,16 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                 stack.enter_context(torch.inference_mode())
                 stack.enter_context(autocast_context(device, amp_dtype))
                 try:
-                    query(0)
+                    prepared.query(0)
                 except Exception as e:  # noqa: BLE001
-                    raise classify_error(e, first_query=True) from e
+                    raise explain_first_query(e, version, bs) from e
                 if timer:
                     timer.reset()
                 try:
                     outcome = run_scenario(
-                        with_inference_mode(query, amp_dtype, device)
+                        with_inference_mode(prepared.query, amp_dtype, device)
                         if settings.name == "concurrency"
-                        else query,
+                        else prepared.query,
                         settings,
                         batch_size=bs,
                         device=str(device),
@@ -173,6 +171,12 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                 except Exception as e:  # noqa: BLE001
                     raise classify_error(e, first_query=False) from e
             result = _save(outcome.result, outcome.latencies_ns, out_dir, timer)
+            result = replace(
+                result,
+                artifact_format=version.fmt,
+                artifact_note=version.artifact.note or None,
+                drawn_dims=count_draws(prepared.draws, result.queries),
+            )
             results.append(result)
             emit(
                 "scenario_done",
@@ -183,7 +187,27 @@ def run(spec: RunSpec, out_dir: Path) -> list[ScenarioResult]:
                 throughput_sps=result.throughput_sps,
                 valid=result.valid,
             )
-    return results
+    if skipped and not results:
+        reasons = dict.fromkeys(r for _, _, r in skipped)
+        raise RunError("nothing could run: " + "; ".join(reasons), "input_mismatch")
+    return results, skipped
+
+
+def explain_first_query(e: BaseException, version: LoadedVersion, size: int) -> RunError:
+    """The error of a model's first query, with a shape guard or index error explained."""
+    what = f"{version.artifact.path.name} ({version.fmt})"
+    guard = explain_guard_error(e, version.model_spec, what, size)
+    if guard is not None:
+        return guard
+    error = classify_error(e, first_query=True)
+    if "index out of range" in str(e).lower():
+        ints = [i.field for i in version.model_spec.inputs if i.dtype.startswith(("int", "uint"))]
+        return RunError(
+            f"{error} (integer inputs such as token ids must stay below the vocabulary size; their "
+            f"range: in {version.model_spec.spec_path} includes both ends: check {', '.join(ints)}.range)",
+            "input_mismatch",
+        )
+    return error
 
 
 def with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torch.device) -> Any:
@@ -206,8 +230,6 @@ def with_inference_mode(query: Any, amp_dtype: torch.dtype | None, device: torch
 def _save(
     result: ScenarioResult, latencies_ns: np.ndarray, out_dir: Path, timer: DeviceTimer | None
 ) -> ScenarioResult:
-    from dataclasses import replace
-
     path = out_dir / f"latencies-{result.scenario}-bs{result.batch_size}.npy"
     np.save(path, latencies_ns)
     changes: dict[str, Any] = {"latencies_file": str(path)}
@@ -252,9 +274,10 @@ def worker_main(argv: list[str] | None, usage: str, work: Callable[[Path, Path],
 
 def _run_spec_file(spec_path: Path, out_dir: Path) -> dict[str, Any]:
     spec = from_dict(RunSpec, json.loads(spec_path.read_text()))
-    results = run(spec, out_dir)
+    results, skipped = run(spec, out_dir)
     return {
         "results": [to_dict(r) for r in results],
+        "skipped": [list(s) for s in skipped],
         "worker": worker_fingerprint(resolve_device(spec.device)),
     }
 
