@@ -190,11 +190,13 @@ def run_case(
     scenario = ScenarioSettings(warmup_queries=50, warmup_s=0.5, min_query_count=50)
     rows = []
     for i in range(repeats):
-        bench = BenchConfig(scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i)
+        bench = BenchConfig(
+            scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i, cpu_set=cpus or "none"
+        )
         plan = plan_comparison(
             bench, VerdictConfig(), model="bench", candidate_version=name, candidate_path=str(cand),
             baseline_version="base", baseline_path=str(base),
-        ).replace(cpus=cpus)  # fmt: skip
+        )  # fmt: skip
         started = time.monotonic()
         outcome = compare(plan, out / f"{name}-{i}", env={"PYTHONPATH": str(BENCH_DIR)})
         wall_s = time.monotonic() - started

@@ -23,6 +23,7 @@ from benchd.devices.context import DeviceContext
 from benchd.errors import ConfigError, RunError, RunFailedError
 from benchd.records import SCENARIOS, RunResult
 from benchd.registry.version_folder import FORMAT_WORDS, SPEC_NAME, sniff_format
+from benchd.runner.cpus import configured_cpus
 from benchd.runner.launch import EventHandler, run_spec
 
 logger = logging.getLogger(__name__)
@@ -156,9 +157,14 @@ def run_folder(
     ``allow_native_code`` lets AOTInductor packages (compiled native code) load.
     """
     device = devices.resolve(config.device)
-    spec = config.run_spec(model=model, version=version, model_path=str(folder), device=device)
-    if allow_native_code:
-        spec = dataclasses.replace(spec, allow_native_code=True)
+    spec = config.run_spec(
+        model=model,
+        version=version,
+        model_path=str(folder),
+        device=device,
+        allow_native_code=allow_native_code,
+        cpus=configured_cpus(config.cpu_set, config.threads),
+    )
     return run_spec(
         spec, out_dir, meter=devices.sampler, on_event=on_event, host_fingerprint=devices.fingerprint(device)
     )

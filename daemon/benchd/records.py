@@ -133,6 +133,7 @@ class RunSpec:
     threads: int | None = None
     allow_pickle: bool = False
     allow_native_code: bool = False
+    cpus: tuple[int, ...] | None = None
     timeout_s: float = 600.0
     seed: int = 0
     baseline: str | None = None

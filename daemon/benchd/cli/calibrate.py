@@ -113,6 +113,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
             scenario=settings,
             device=device,
             allow_pickle=registry_cfg.allow_pickle,
+            allow_native_code=registry_cfg.allow_native_code,
         )
         print(
             f"calibrating {args.model} {version.version} ({settings.name}, {device}): {args.batches} A/A "

@@ -161,6 +161,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
                 scenario=settings,
                 device=device,
                 allow_pickle=registry_cfg.allow_pickle,
+                allow_native_code=registry_cfg.allow_native_code,
             )
             plan = plan.replace(timeout_s=min(plan.timeout_s, remaining_s))
             print(

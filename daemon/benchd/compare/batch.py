@@ -317,7 +317,7 @@ class Batch:
             "scenario": to_dict(plan.scenario),
             "batch_size": plan.batch_size,
             "device": self.device,
-            "cpus": list(plan.cpus) if plan.cpus else None,
+            "cpus": list(plan.candidate.cpus) if plan.candidate.cpus else None,
             "candidate": {"version": plan.candidate_version, "path": plan.candidate.model_path},
             "baseline": {"version": plan.baseline_version, "path": plan.baseline.model_path},
             "fingerprint": {**self.fingerprint, **self.worker.get("worker", {})},

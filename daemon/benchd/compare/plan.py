@@ -43,7 +43,6 @@ class ComparisonPlan:
         thresholds: per-metric thresholds (``p99_latency``, ``p50_latency``, ``throughput``,
             ``energy_per_sample``).
         timeout_s: the batch is given up (the running worker killed) after this many seconds.
-        cpus: CPUs the worker pins itself to (None: no pinning).
         stop_when_decided: end the batch at the first look that decides every metric (False: run to the
             budget, as a calibration does to measure how narrow the budget gets).
         unit: which unit this copy of the plan runs (set by the parent for each worker process).
@@ -61,7 +60,6 @@ class ComparisonPlan:
     min_effect: float | None
     thresholds: dict[str, float]
     timeout_s: float
-    cpus: tuple[int, ...] | None = None
     stop_when_decided: bool = True
     unit: int = 0
 

@@ -46,9 +46,8 @@ from benchd.analysis import InsufficientDataError
 from benchd.compare.batch import Batch
 from benchd.compare.plan import ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
-from benchd.errors import ConfigError
 from benchd.records import ScenarioSettings, Verdict, to_dict
-from benchd.runner.cpus import worker_cpus
+from benchd.runner.cpus import configured_cpus
 from benchd.runner.launch import EventHandler, run_worker
 
 logger = logging.getLogger(__name__)
@@ -69,11 +68,13 @@ def plan_comparison(
     batch_size: int | None = None,
     device: str | None = None,
     allow_pickle: bool = False,
+    allow_native_code: bool = False,
 ) -> ComparisonPlan:
     """Build a plan from the daemon's ``benchmark:`` and ``verdict:`` sections.
 
     ``scenario`` and ``batch_size`` default to the config's first; ``device`` to ``bench.device`` (pass it
-    resolved: ``DeviceContext.resolve``); ``allow_pickle`` is the registry's permission. The timeout is the
+    resolved: ``DeviceContext.resolve``); ``allow_pickle`` and ``allow_native_code`` are the registry's
+    permissions. The timeout is the
     run timeout plus the time cap. The worker's CPUs come from ``benchmark.cpu_set`` on this host.
 
     Raises:
@@ -84,6 +85,8 @@ def plan_comparison(
         "scenarios": (scenario or bench.scenarios[0],),
         "batch_sizes": (batch_size or bench.batch_sizes[0],),
         "allow_pickle": allow_pickle,
+        "allow_native_code": allow_native_code,
+        "cpus": configured_cpus(bench.cpu_set, bench.threads),
     }
     return ComparisonPlan(
         candidate=bench.run_spec(model=model, version=candidate_version, model_path=candidate_path, **common),
@@ -98,20 +101,7 @@ def plan_comparison(
         min_effect=verdict.min_effect,
         thresholds=dict(verdict.thresholds),
         timeout_s=bench.timeout_s + verdict.time_cap_s,
-        cpus=comparison_cpus(bench),
     )
-
-
-def comparison_cpus(bench: BenchConfig) -> tuple[int, ...] | None:
-    """The CPUs a comparison worker pins itself to, from ``benchmark.cpu_set`` and ``threads``.
-
-    Raises:
-        ConfigError: ``cpu_set`` names CPUs this process may not use.
-    """
-    try:
-        return worker_cpus(bench.cpu_set, bench.threads)
-    except ValueError as e:
-        raise ConfigError("benchmark.cpu_set", str(e)) from e
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,10 @@ class BenchConfig(ConfigModel):
     allow_pickle: Bool = Field(
         False, description="allow pickled models (loading runs code from the file: trusted files only)"
     )
+    allow_native_code: Bool = Field(
+        False,
+        description="allow AOTInductor packages (loading runs their compiled code: trusted files only)",
+    )
     defaults: ScenarioConfig = Field(
         default_factory=ScenarioConfig, description="settings every scenario starts from"
     )
@@ -229,6 +233,8 @@ class BenchConfig(ConfigModel):
         scenarios: tuple[ScenarioSettings, ...] | None = None,
         batch_sizes: tuple[int, ...] | None = None,
         allow_pickle: bool = False,
+        allow_native_code: bool = False,
+        cpus: tuple[int, ...] | None = None,
         baseline: str | None = None,
     ) -> RunSpec:
         """The one place a :class:`RunSpec` is built: these settings applied to one model version.
@@ -241,6 +247,10 @@ class BenchConfig(ConfigModel):
             scenarios: a subset of the scenarios (default: all of them).
             batch_sizes: a subset of the batch sizes (default: all of them).
             allow_pickle: True when the version's registry allows pickles (this config can allow them too).
+            allow_native_code: True when the registry allows AOTInductor packages (native code; this config
+                can allow them too).
+            cpus: the CPUs the worker pins itself to on this host (``benchd.runner.cpus.worker_cpus`` of
+                ``cpu_set``), None for no pinning.
             baseline: a baseline the daemon should compare with (a version or an alias).
         """
         return RunSpec(
@@ -255,6 +265,8 @@ class BenchConfig(ConfigModel):
             compile=self.compile,
             threads=self.threads,
             allow_pickle=self.allow_pickle or allow_pickle,
+            allow_native_code=self.allow_native_code or allow_native_code,
+            cpus=cpus,
             timeout_s=self.timeout_s,
             seed=self.seed,
             baseline=baseline,

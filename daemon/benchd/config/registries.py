@@ -40,6 +40,9 @@ class RegistryConfig(ConfigModel):
     allow_pickle: Bool = Field(
         False, description="allow pickled models from this registry (loading runs code: trusted sources only)"
     )
+    allow_native_code: Bool = Field(
+        False, description="allow AOTInductor packages (compiled native code) from this registry"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -74,6 +74,20 @@ def worker_cpus(
     return wanted
 
 
+def configured_cpus(setting: str | Sequence[int] | None, threads: int | None) -> CPUSet | None:
+    """:func:`worker_cpus` of ``benchmark.cpu_set`` and ``threads`` on this host.
+
+    Raises:
+        ConfigError: ``cpu_set`` names CPUs this process may not use (the field is named).
+    """
+    from benchd.errors import ConfigError
+
+    try:
+        return worker_cpus(setting, threads)
+    except ValueError as e:
+        raise ConfigError("benchmark.cpu_set", str(e)) from e
+
+
 def others(cpus: Iterable[int] | None, available: CPUSet | None = None) -> CPUSet | None:
     """The CPUs outside ``cpus`` (where benchd's own threads go), or None when none would be left."""
     if cpus is None:

@@ -167,7 +167,7 @@ def _trial(
 def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     """Pin, load both versions, warm them up until settled, run the unit's pairs; return its summary."""
     started = time.monotonic()
-    pinned = pin_process(plan.cpus)
+    pinned = pin_process(plan.candidate.cpus)
     threads = plan.candidate.threads or torch.get_num_threads()
     torch.set_num_threads(threads)  # fixed for the whole unit, whatever the model code asks later
     torch.manual_seed(plan.seed)
@@ -218,7 +218,7 @@ def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
         "load_order": list(plan.load_order),
         "device": str(device),
         "threads": threads,
-        "cpus": sorted(plan.cpus) if pinned and plan.cpus else None,
+        "cpus": sorted(plan.candidate.cpus) if pinned and plan.candidate.cpus else None,
         "warmup": warmups,
         "setup_s": loaded_s,
         "trial_min_queries": rule.min_queries,

@@ -28,6 +28,7 @@ from benchd.errors import RunError
 from benchd.loadgen import run_scenario
 from benchd.loadgen.stats import percentile_s
 from benchd.records import RunSpec, ScenarioResult, from_dict, to_dict
+from benchd.runner.cpus import pin_process
 from benchd.runner.dims import count_draws
 from benchd.runner.prepare import LoadedVersion, load_version
 from benchd.runner.shapes import explain_guard_error
@@ -118,6 +119,7 @@ def load_and_report(spec: RunSpec, device: torch.device, seed: int | None = None
 
 def run(spec: RunSpec, out_dir: Path) -> tuple[list[ScenarioResult], list[tuple[int, str, str]]]:
     """Benchmark ``spec``: its scenario results (latency files in ``out_dir``) and the skipped sizes."""
+    pin_process(spec.cpus)  # before torch starts its thread pool, which inherits the set
     if spec.threads:
         torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)

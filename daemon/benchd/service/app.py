@@ -12,7 +12,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from benchd.compare.run import comparison_cpus
 from benchd.config import DaemonConfig
 from benchd.devices import open_devices
 from benchd.devices.fingerprint import host_fingerprint
@@ -24,7 +23,7 @@ from benchd.metrics.server import HTTPService, Route
 from benchd.metrics.snapshot import DeviceInfoSeries
 from benchd.records import ModelVersion, RunResult, RunSpec
 from benchd.registry.factory import build_watchers
-from benchd.runner.cpus import others, pin_process
+from benchd.runner.cpus import configured_cpus, others, pin_process
 from benchd.service.api import API
 from benchd.service.scheduler import PollJob, Scheduler
 from benchd.service.slots import Slot, SlotWorker
@@ -112,7 +111,7 @@ class BenchdApp:
             torch_device=self._torch_device,
             calibration_batches=config.verdict.calibration_batches,
         )
-        self.worker_cpus = comparison_cpus(config.benchmark)
+        self.worker_cpus = configured_cpus(config.benchmark.cpu_set, config.benchmark.threads)
         self.started = threading.Event()
 
     # ------------------------------------------------------------------ building blocks
@@ -169,6 +168,8 @@ class BenchdApp:
             model_path=mv.path,
             device=slot.name,
             allow_pickle=bool(registry and registry.allow_pickle),
+            allow_native_code=bool(registry and registry.allow_native_code),
+            cpus=self.worker_cpus,
             baseline=baseline,
         )
 

@@ -189,6 +189,7 @@ class VerdictMaker:
             batch_size=r.batch_size,
             device=self.torch_device(r.device),  # the slot's label is cuda:N, torch may run on the CPU
             allow_pickle=record.spec.allow_pickle,
+            allow_native_code=record.spec.allow_native_code,
         )
 
     def calibrate_if_missing(
