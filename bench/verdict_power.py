@@ -191,8 +191,9 @@ def run_case(
     rows = []
     for i in range(repeats):
         bench = BenchConfig(
-            scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i, cpu_set=cpus or "none"
-        )
+            scenarios=(scenario,), device="cpu", threads=1, allow_pickle=pickle, seed=i,
+            cpu_set=cpus or "none",
+        )  # fmt: skip
         plan = plan_comparison(
             bench, VerdictConfig(), model="bench", candidate_version=name, candidate_path=str(cand),
             baseline_version="base", baseline_path=str(base),
