@@ -40,6 +40,18 @@ SECRET = "s3cret"
 HOOK = "/api/v1/hooks/mlflow"
 
 
+class RecordingScheduler(Scheduler):
+    """The real scheduler, remembering which registries a request asked it to poll (synchronously)."""
+
+    def __init__(self, jobs: dict[str, PollJob]) -> None:
+        super().__init__(jobs)
+        self.asked: list[str | None] = []
+
+    def poll_now(self, registry: str | None = None) -> None:
+        self.asked.append(registry)
+        super().poll_now(registry)
+
+
 @dataclass
 class Served:
     """The API on a real port, with the parts a test inspects."""
@@ -48,7 +60,7 @@ class Served:
     port: int
     api: API
     store: SQLiteHistoryStore
-    scheduler: Scheduler
+    scheduler: RecordingScheduler
     stats: DaemonStats
     registry: Registry
     hook_registry: Registry
@@ -119,7 +131,7 @@ def served(
             3600.0,
         ),
     }
-    scheduler = Scheduler(jobs)  # never started: polls happen only when a request asks
+    scheduler = RecordingScheduler(jobs)  # never started: polls happen only when a request asks
 
     def find_version(model: str, version: str) -> ModelVersion | None:  # as the daemon's app does
         mv = store.get_version(model, version)
@@ -350,6 +362,7 @@ def test_a_verified_webhook_polls_its_registry_now_and_only_that_one(served: Ser
     served.registry.publish("other", "1")
     status, body, _ = served.request("POST", HOOK, EVENT, _delivery("d-1", EVENT))
     assert (status, body) == (202, {"status": "accepted"})
+    assert served.scheduler.asked == ["ml"]
     wait_until(lambda: served.store.get_version("m", "1"), 30, "the poll the webhook triggered")
     assert served.stats.polls()[("ml", "ok")] == 1
     assert ("local", "ok") not in served.stats.polls()
@@ -371,6 +384,7 @@ def test_forged_stale_or_unsigned_webhooks_are_refused_and_poll_nothing(
     served.hook_registry.publish("m", "1")
     got, body, _ = served.request("POST", HOOK, EVENT, headers)
     assert (got, body["error"]) == (status, error)
+    assert served.scheduler.asked == []  # asked before the answer is sent: no race with a poll thread
     assert served.stats.polls() == {}
 
 
@@ -382,6 +396,7 @@ def test_a_replayed_or_malformed_delivery_is_refused(served: Served) -> None:
     not_json = b"{oops"
     status, body, _ = served.request("POST", HOOK, not_json, _delivery("d-6", not_json))
     assert (status, body["error"]) == (400, "bad_delivery") and "not JSON" in body["reason"]
+    assert served.scheduler.asked == ["ml"]  # the first delivery only
 
 
 def test_webhooks_for_registries_without_a_secret(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
