@@ -1,4 +1,4 @@
-"""Real-GPU checks, run by bench/gpu_check.sh: skipped (with the reason) where NVML cannot start."""
+"""Real-GPU checks, run by bench/gpu_check.sh: skipped only on a host with no NVIDIA GPU (tests/gpu.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import pytest
 
 from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint, open_devices
 from benchd.errors import DeviceError
+from tests.gpu import nvidia_gpu_evidence
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def gpus() -> Iterator[DeviceSet]:
+    """The host's GPUs through NVML; a GPU that is there but unusable fails (tests/conftest.py skips none)."""
     try:
         device_set = open_devices("nvml", require_gpu=True)
     except DeviceError as e:
-        pytest.skip(f"no usable NVIDIA GPU: {e}")
+        pytest.fail(
+            f"an NVIDIA GPU is here ({nvidia_gpu_evidence()}) but NVML cannot use it: {e}", pytrace=False
+        )
     yield device_set
     device_set.close()
 
