@@ -11,6 +11,11 @@ import ctypes
 import glob
 import os
 
+import pytest
+
+from benchd.devices import DeviceSet, open_devices
+from benchd.errors import DeviceError
+
 #: The NVML library the driver installs (nvidia-ml-py loads the same name).
 NVML_LIBRARY = "libnvidia-ml.so.1"
 #: Where the driver's device nodes are.
@@ -35,3 +40,12 @@ def nvidia_gpu_evidence() -> str | None:
     except OSError:
         return None
     return f"the NVML library {library} loads"
+
+
+def open_gpus_or_fail() -> DeviceSet:
+    """The host's GPUs through NVML; fails the test (one line, no traceback) when NVML cannot use them."""
+    try:
+        return open_devices("nvml", require_gpu=True)
+    except DeviceError as e:
+        message = f"an NVIDIA GPU is here ({nvidia_gpu_evidence()}) but NVML cannot use it: {e}"
+    pytest.fail(message, pytrace=False)  # outside the except: no chained traceback

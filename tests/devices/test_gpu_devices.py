@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint, open_devices
-from benchd.errors import DeviceError
-from tests.gpu import nvidia_gpu_evidence
+from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint
+from tests.gpu import open_gpus_or_fail
 
 pytestmark = pytest.mark.gpu
 
@@ -17,12 +16,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def gpus() -> Iterator[DeviceSet]:
     """The host's GPUs through NVML; a GPU that is there but unusable fails (tests/conftest.py skips none)."""
-    try:
-        device_set = open_devices("nvml", require_gpu=True)
-    except DeviceError as e:
-        pytest.fail(
-            f"an NVIDIA GPU is here ({nvidia_gpu_evidence()}) but NVML cannot use it: {e}", pytrace=False
-        )
+    device_set = open_gpus_or_fail()
     yield device_set
     device_set.close()
 

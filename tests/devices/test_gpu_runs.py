@@ -14,24 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint, open_devices
-from benchd.errors import DeviceError
+from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint
 from benchd.records import RunSpec
 from benchd.runner.launch import run_spec
 from tests.conftest import quick, write_model
-from tests.gpu import nvidia_gpu_evidence
+from tests.gpu import open_gpus_or_fail
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def gpus() -> Iterator[DeviceSet]:
-    try:
-        device_set = open_devices("nvml", require_gpu=True)
-    except DeviceError as e:
-        pytest.fail(
-            f"an NVIDIA GPU is here ({nvidia_gpu_evidence()}) but NVML cannot use it: {e}", pytrace=False
-        )
+    device_set = open_gpus_or_fail()
     yield device_set
     device_set.close()
 
