@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SLOW_TESTS
 
 #: Import names of what the ``test`` and ``postgres`` extras add to ``dev``.
 OPTIONAL_MODULES = (
@@ -57,3 +57,20 @@ def test_collection_needs_no_optional_package() -> None:
     }
     assert errors == set(KNOWN_OFFENDERS), f"collection errors without the optional packages:\n{out[-6000:]}"
     assert "test_gpu_devices.py" in out, out[-3000:]  # and the gpu tests are collected
+
+
+def test_every_test_listed_as_slow_exists_and_is_marked() -> None:
+    """A renamed test would silently leave SLOW_TESTS and run in the fast subset."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", "slow"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    collected = {line.split("[")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert not SLOW_TESTS - collected, (
+        f"listed as slow but not collected as slow: {sorted(SLOW_TESTS - collected)}"
+    )
