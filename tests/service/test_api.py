@@ -1,154 +1,21 @@
-"""The HTTP API, built directly and served by the real HTTPService on 127.0.0.1 (port 0).
+"""The HTTP API's routes through the real HTTPService on 127.0.0.1 (harness: api_support.py).
 
-Every route, the filters of ``GET /api/v1/runs``, and bad requests: non-JSON, wrong types, huge numbers,
-unknown models, bad tokens, forged or replayed webhooks, oversized bodies. The webhook registry ``ml`` is
-configured as an MLflow registry (as the API requires); its polling job watches a local folder, since the
-API's part ends at asking the scheduler to poll the registry the delivery names.
+Health, readiness, the runs list and its filters (model, state, limit), one run, POST runs with its token,
+and bad requests: non-JSON, wrong types, huge numbers, unknown models, bad tokens, oversized bodies.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchd.config import DaemonConfig
 from benchd.history import SQLiteHistoryStore
-from benchd.metrics.health import DaemonStats
-from benchd.metrics.server import HTTPService
-from benchd.records import ModelVersion
-from benchd.registry import LocalFolderWatcher
-from benchd.registry.webhook import sign_mlflow_payload
-from benchd.service.api import API
-from benchd.service.scheduler import PRIORITY_API, PollJob, Scheduler
-from tests.daemon.conftest import wait_until
+from benchd.service.scheduler import PRIORITY_API
 from tests.history.conftest import _run_result, _spec
-from tests.service.conftest import Registry, StoreQueue
-
-TOKEN_ENV = "BENCHD_TEST_API_TOKEN"
-SECRET_ENV = "BENCHD_TEST_HOOK_SECRET"
-TOKEN = "t0ken"
-SECRET = "s3cret"
-HOOK = "/api/v1/hooks/mlflow"
-
-
-class RecordingScheduler(Scheduler):
-    """The real scheduler, remembering which registries a request asked it to poll (synchronously)."""
-
-    def __init__(self, jobs: dict[str, PollJob]) -> None:
-        super().__init__(jobs)
-        self.asked: list[str | None] = []
-
-    def poll_now(self, registry: str | None = None) -> None:
-        self.asked.append(registry)
-        super().poll_now(registry)
-
-
-@dataclass
-class Served:
-    """The API on a real port, with the parts a test inspects."""
-
-    url: str
-    port: int
-    api: API
-    store: SQLiteHistoryStore
-    scheduler: RecordingScheduler
-    stats: DaemonStats
-    registry: Registry
-    hook_registry: Registry
-    busy: set[int] = field(default_factory=set)
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw, status, got = resp.read(), resp.status, dict(resp.headers)
-        except urllib.error.HTTPError as e:
-            raw, status, got = e.read(), e.code, dict(e.headers)
-        return status, json.loads(raw), got
-
-    def get(self, path: str) -> tuple[int, Any]:
-        status, body, _ = self.request("GET", path)
-        return status, body
-
-    def post_run(self, body: Any, token: str | None = TOKEN, raw: bytes | None = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = raw if raw is not None else json.dumps(body).encode()
-        status, answer, _ = self.request("POST", "/api/v1/runs", data, headers)
-        return status, answer
-
-
-def _config(make_config, tmp_path: Path) -> DaemonConfig:
-    return make_config(
-        http={"host": "127.0.0.1", "port": 0, "api_token_env": TOKEN_ENV, "max_body_bytes": 4096},
-        registries=[
-            {"name": "local", "type": "local", "root": str(tmp_path / "models"), "settle": "0s"},
-            {
-                "name": "ml",
-                "type": "mlflow",
-                "tracking_uri": "http://127.0.0.1:9",
-                "webhook_secret_env": SECRET_ENV,
-                "poll_interval": "1h",
-            },
-        ],
-    )
-
-
-@pytest.fixture
-def served(
-    tmp_path: Path,
-    make_config,
-    store: SQLiteHistoryStore,
-    registry: Registry,
-    watcher: LocalFolderWatcher,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Served]:
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    config = _config(make_config, tmp_path)
-    hook_registry = Registry(tmp_path / "ml-models")
-    stats = DaemonStats()
-    queue = StoreQueue(store, config)
-    jobs = {
-        "local": PollJob(watcher, store.record_version, queue, stats, 3600.0),
-        "ml": PollJob(
-            LocalFolderWatcher("ml", hook_registry.root, cursor_store=store, settle_s=0.0),
-            store.record_version,
-            queue,
-            stats,
-            3600.0,
-        ),
-    }
-    scheduler = RecordingScheduler(jobs)  # never started: polls happen only when a request asks
-
-    def find_version(model: str, version: str) -> ModelVersion | None:  # as the daemon's app does
-        mv = store.get_version(model, version)
-        if mv is None:
-            for job in jobs.values():
-                job(force=True)
-            mv = store.get_version(model, version)
-        return mv
-
-    busy: set[int] = set()
-    api = API(config, store, scheduler, queue, find_version, scheduler.ready, lambda run_id: run_id in busy)
-    service = HTTPService("127.0.0.1", 0, api.routes(), max_body_bytes=config.max_body_bytes)
-    service.start()
-    try:
-        yield Served(service.url, service.port, api, store, scheduler, stats, registry, hook_registry, busy)
-    finally:
-        service.stop()
+from tests.service.api_support import HOOK, TOKEN, TOKEN_ENV, Served
 
 
 def test_health_is_always_ok_and_readiness_waits_for_every_registry(served: Served) -> None:
@@ -335,76 +202,6 @@ def test_unknown_routes_and_methods(served: Served) -> None:
     status, error, headers = served.request("DELETE", "/api/v1/runs")
     assert (status, error["error"], headers["Allow"]) == (405, "method_not_allowed", "GET, POST")
     assert served.request("GET", HOOK)[0] == 405
-
-
-def _delivery(delivery_id: str, body: bytes, secret: str = SECRET, age_s: float = 0.0) -> dict[str, str]:
-    timestamp = str(int(time.time() - age_s))
-    return {
-        "Content-Type": "application/json",
-        "X-MLflow-Delivery-Id": delivery_id,
-        "X-MLflow-Timestamp": timestamp,
-        "X-MLflow-Signature": sign_mlflow_payload(secret.encode(), delivery_id, timestamp, body),
-    }
-
-
-EVENT = json.dumps(
-    {
-        "entity": "model_version",
-        "action": "created",
-        "timestamp": "2026-01-01T00:00:00Z",
-        "data": {"name": "m"},
-    }
-).encode()
-
-
-def test_a_verified_webhook_polls_its_registry_now_and_only_that_one(served: Served) -> None:
-    served.hook_registry.publish("m", "1")
-    served.registry.publish("other", "1")
-    status, body, _ = served.request("POST", HOOK, EVENT, _delivery("d-1", EVENT))
-    assert (status, body) == (202, {"status": "accepted"})
-    assert served.scheduler.asked == ["ml"]
-    wait_until(lambda: served.store.get_version("m", "1"), 30, "the poll the webhook triggered")
-    assert served.stats.polls()[("ml", "ok")] == 1
-    assert ("local", "ok") not in served.stats.polls()
-    assert [(r.model, r.version) for r in served.store.list_runs()] == [("m", "1")]
-
-
-@pytest.mark.parametrize(
-    ("headers", "status", "error"),
-    [
-        (_delivery("d-2", EVENT, secret="wrong"), 401, "bad_signature"),
-        ({"Content-Type": "application/json"}, 401, "bad_signature"),
-        (_delivery("d-3", EVENT, age_s=3600), 400, "bad_delivery"),
-        (_delivery("d-4", b'{"entity": "model_version"}'), 401, "bad_signature"),  # signed another body
-    ],
-)
-def test_forged_stale_or_unsigned_webhooks_are_refused_and_poll_nothing(
-    served: Served, headers: dict[str, str], status: int, error: str
-) -> None:
-    served.hook_registry.publish("m", "1")
-    got, body, _ = served.request("POST", HOOK, EVENT, headers)
-    assert (got, body["error"]) == (status, error)
-    assert served.scheduler.asked == []  # asked before the answer is sent: no race with a poll thread
-    assert served.stats.polls() == {}
-
-
-def test_a_replayed_or_malformed_delivery_is_refused(served: Served) -> None:
-    headers = _delivery("d-5", EVENT)
-    assert served.request("POST", HOOK, EVENT, headers)[0] == 202
-    status, body, _ = served.request("POST", HOOK, EVENT, headers)
-    assert (status, body["error"]) == (400, "bad_delivery")
-    not_json = b"{oops"
-    status, body, _ = served.request("POST", HOOK, not_json, _delivery("d-6", not_json))
-    assert (status, body["error"]) == (400, "bad_delivery") and "not JSON" in body["reason"]
-    assert served.scheduler.asked == ["ml"]  # the first delivery only
-
-
-def test_webhooks_for_registries_without_a_secret(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    status, body, _ = served.request("POST", HOOK + "?registry=local", EVENT, _delivery("d-7", EVENT))
-    assert (status, body["error"]) == (404, "no_webhook") and "'local'" in body["reason"]
-    monkeypatch.delenv(SECRET_ENV)
-    status, body, _ = served.request("POST", HOOK, EVENT, _delivery("d-8", EVENT))
-    assert (status, body["error"]) == (503, "no_secret") and SECRET_ENV in body["reason"]
 
 
 @pytest.mark.xfail(

@@ -16,7 +16,7 @@ from benchd.registry import LocalFolderWatcher
 from benchd.service.app import BenchdApp
 from benchd.service.scheduler import MAX_BACKOFF_S, PRIORITY_CRON, PRIORITY_POLL, PollJob, Scheduler
 from tests.daemon.conftest import wait_until
-from tests.service.conftest import FakeClock, Registry, StoreQueue
+from tests.service.parts import FakeClock, Registry, StoreQueue
 
 
 def _polls(stats: DaemonStats, name: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from benchd.registry import LocalFolderWatcher
 from benchd.service.slots import Slot, SlotWorker
 from tests.conftest import write_model
 from tests.daemon.conftest import wait_until
-from tests.service.conftest import Registry, StoreQueue
+from tests.service.parts import Registry, StoreQueue
 
 TERMINAL = {"ok", "failed", "timeout", "invalid", "interrupted"}
 #: The daemon's slot for a fake GPU: queued and metered as cuda:0, torch runs on the CPU.

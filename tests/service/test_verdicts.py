@@ -17,7 +17,7 @@ from benchd.service.verdicts import VerdictMaker
 from tests.comparison.models import write_models
 from tests.daemon.conftest import QUICK_BENCHMARK
 from tests.history.conftest import _run_result, _scenario_result
-from tests.service.conftest import Registry, StoreQueue
+from tests.service.parts import Registry, StoreQueue
 
 CLASS = "cpu-x86_64-8c"
 
