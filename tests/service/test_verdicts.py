@@ -168,9 +168,9 @@ def test_no_verdict_for_a_failed_run_a_cancelled_slot_or_mode_off(history: Histo
 
 @pytest.fixture(scope="session")
 def fast_and_slow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two tiny models whose forward sleeps 2 ms and 8 ms: a 4x regression that CPU contention can't hide."""
+    """Two tiny models whose forward sleeps 1 ms and 10 ms: a 10x regression CPU contention cannot hide."""
     root = tmp_path_factory.mktemp("verdict-models")
-    write_models({root / "fast": ("sleep", {"sleep_s": 0.002}), root / "slow": ("sleep", {"sleep_s": 0.008})})
+    write_models({root / "fast": ("sleep", {"sleep_s": 0.001}), root / "slow": ("sleep", {"sleep_s": 0.010})})
     return {"fast": root / "fast", "slow": root / "slow"}
 
 
@@ -190,19 +190,21 @@ def test_batch_mode_re_measures_the_baseline_with_the_real_comparison_worker(
             "threads": 1,
             "allow_pickle": True,
         },  # zoo sleep: pickled
-        verdict={"mode": "batch", "trial": "0.3s", "min_pairs": 4, "max_pairs": 6, "time_cap": "90s"},
+        verdict={"mode": "batch", "trial": "0.3s", "min_pairs": 4, "max_pairs": 10, "time_cap": "90s"},
     )
     history = History(store, registry, watcher, config)
     registry.publish("m", "1", fast_and_slow["fast"])
     registry.publish("m", "2", fast_and_slow["slow"])
     for mv in watcher.poll():
         store.record_version(mv)
-    history.stored_run("1", 0.002, 0)  # the baseline needs a stored run on this hardware class
-    record, result = history.stored_run("2", 0.008, 1)
+    history.stored_run("1", 0.001, 0)  # the baseline needs a stored run on this hardware class
+    record, result = history.stored_run("2", 0.010, 1)
     (verdict,) = history.maker(runs_dir=tmp_path / "runs").decide_for_run(record, result, threading.Event())
     assert (verdict.candidate_version, verdict.baseline_version, verdict.device) == ("2", "1", "cpu")
     assert verdict.weaker is False and verdict.method != "history"
-    assert _states(verdict)["p99_latency"] == "regressed", verdict
-    assert {m.pairs for m in verdict.metrics} <= set(range(4, 7))
+    # p50 is decisive even on a loaded machine; p99 there may need more pairs, but is never "fine"
+    assert verdict.state == "regressed" and _states(verdict)["p50_latency"] == "regressed", verdict
+    assert _states(verdict)["p99_latency"] in ("regressed", "inconclusive"), verdict
+    assert {m.pairs for m in verdict.metrics} <= set(range(4, 11))
     assert store.latest_verdicts("m") == [verdict]
     assert (tmp_path / "runs" / str(record.id) / "compare-single_stream-bs1").is_dir()
