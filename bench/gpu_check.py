@@ -262,7 +262,13 @@ def main() -> int:
     if args.child:
         child(args.child, args.seconds, args.offline_batch, args.device)
         return 0
-    status = independent_check(args.seconds, args.offline_batch, args.device, args.devices_mode)
+    from benchd.errors import DeviceError
+
+    try:
+        status = independent_check(args.seconds, args.offline_batch, args.device, args.devices_mode)
+    except DeviceError as e:  # a GPU the driver or NVML cannot use: say so in one line, fail
+        print(f"GPU check FAILED: NVML cannot use the GPU: {e}")
+        return 1
     if not args.skip_evaluate:
         status |= evaluate_check(min(args.seconds, 5.0))
     return status

@@ -1,4 +1,11 @@
-"""Shared fixtures: model versions written once per session, fast scenario settings."""
+"""Shared fixtures (model versions written once per session, fast scenario settings) and suite rules.
+
+Rules applied to every test:
+
+- a test that uses a fixture of :data:`SLOW_FIXTURES` (a real MLflow, PostgreSQL or benchd daemon process,
+  or real torch models written and run) is marked ``slow``, so ``pytest -m "not slow"`` stays fast;
+- a ``gpu`` test skips, with the reason, only on a host with no NVIDIA GPU at all (:mod:`tests.gpu`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,60 @@ from pathlib import Path
 import pytest
 
 from benchd.records import ScenarioSettings
+from tests.gpu import NO_GPU_REASON, nvidia_gpu_evidence
 from tests.mlflow_server import MLflowSeeder, start_mlflow_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Fixtures that start a real server (MLflow, PostgreSQL, a ``benchd run`` process) or write real torch
+#: models in subprocesses: each costs seconds, so the tests that use them are ``slow``.
+SLOW_FIXTURES = frozenset(
+    {
+        "mlflow_url",
+        "mlflow_db",
+        "seeder",
+        "pg_server",
+        "daemon_factory",
+        "fleet_factory",
+        "fleet_db",
+        "noop_model",
+        "zoo",
+        "versions",
+        "tiny_mlp",
+        "fast_and_slow",
+    }
+)
+
+
+#: Tests over ~5 s that no slow fixture reveals (they write models or run ``benchd`` end to end themselves).
+#: They live in other rooms; a ``@pytest.mark.slow`` in their own file can replace each entry.
+SLOW_TESTS = frozenset(
+    {
+        "tests/test_demo.py::test_demo_shows_the_regression_and_the_improvement",
+        "tests/test_cli_check.py::test_identical_version_passes",
+        "tests/test_cli_check.py::test_slower_version_regresses_with_json_and_junit",
+        "tests/test_cli_check.py::test_unknown_version_exits_2_with_a_sentence",
+        "tests/test_cli_check.py::test_first_version_has_no_baseline_and_is_inconclusive",
+        "tests/runner/test_worker.py::test_a_hanging_model_times_out_and_is_killed",
+        "tests/runner/test_worker.py::test_model_failures_fail_the_run_not_the_caller",
+        "tests/test_cli_bench.py::test_evaluate_raises_a_typed_error_when_the_run_fails",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a slow fixture or is listed in :data:`SLOW_TESTS`."""
+    for item in items:
+        uses_slow_fixture = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if uses_slow_fixture or item.nodeid.split("[")[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a ``gpu`` test where there is no NVIDIA GPU at all; anywhere else it runs and must pass."""
+    if item.get_closest_marker("gpu") is not None and nvidia_gpu_evidence() is None:
+        pytest.skip(NO_GPU_REASON)
 
 
 def quick(name: str = "single_stream", **kw: object) -> ScenarioSettings:

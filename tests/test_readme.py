@@ -57,12 +57,33 @@ def test_every_alert_runbook_points_at_a_readme_section():
         assert f'<a id="{anchor}"></a>' in README, anchor
 
 
+def documented_metric_names(text):
+    """Every ``benchd_*`` name the text spells out, whole, plus the table's sibling shorthand.
+
+    ``benchd_scrape_collector_success`` / ``_duration_seconds`` documents
+    ``benchd_scrape_collector_duration_seconds`` too: the stem is the first name without its last word.
+    """
+    found = set(re.findall(r"\bbenchd_[a-z0-9_]*[a-z0-9]\b", text))
+    for first, rest in re.findall(r"`(benchd_[a-z0-9_]+)`((?:\s*/\s*`_[a-z0-9_]+`)+)", text):
+        stem = first.rsplit("_", 1)[0]
+        found |= {stem + suffix for suffix in re.findall(r"`(_[a-z0-9_]+)`", rest)}
+    return found
+
+
 def test_every_metric_in_the_contract_is_in_the_readme():
     from benchd.metrics.names import ALL_METRICS
 
-    for spec in ALL_METRICS:
-        base = spec.name.removesuffix("_success").removesuffix("_duration_seconds")
-        assert base in README, spec.name
+    documented = documented_metric_names(README)
+    missing = [spec.name for spec in ALL_METRICS if spec.name not in documented]
+    assert not missing, f"metrics of the contract the README never names: {missing}"
+
+
+def test_the_metric_name_check_reads_whole_names_and_the_shorthand():
+    names = documented_metric_names(
+        "`benchd_run_timestamp_seconds` and `benchd_x_success` / `_duration_seconds`"
+    )
+    assert names == {"benchd_run_timestamp_seconds", "benchd_x_success", "benchd_x_duration_seconds"}
+    assert "benchd_run_duration_seconds" not in documented_metric_names("benchd_run_duration_seconds_total")
 
 
 def test_every_config_field_is_in_the_readme_reference():

@@ -26,7 +26,7 @@ QUICK_BENCHMARK = {
         "warmup": "0.05s",
         "warmup_queries": 5,
         "min_duration": "0.3s",
-        "max_duration": "3s",
+        "max_duration": "30s",  # binds only when 50 queries take longer: on a loaded machine, not "invalid"
         "min_query_count": 50,
     },
     "timeout": "60s",

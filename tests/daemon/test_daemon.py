@@ -9,6 +9,9 @@ import subprocess
 import sys
 import time
 
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
 from benchd.registry.webhook import sign_mlflow_payload
 from tests.daemon.conftest import wait_until
 
@@ -92,25 +95,33 @@ def test_bad_daemon_config_exits_2_naming_the_field(tmp_path):
     assert missing.returncode == 2 and "config file not found" in missing.stderr
 
 
-def test_webhooks_are_verified_and_only_trigger_a_poll(daemon_factory, zoo):
+def polls(daemon, registry, outcome):
+    """The daemon's benchd_registry_polls_total{registry, outcome}, read from /metrics (0 when absent)."""
+    for family in text_string_to_metric_families(daemon.get("/metrics")[1]):
+        for sample in family.samples:
+            if sample.name == "benchd_registry_polls_total" and sample.labels == {
+                "registry": registry,
+                "outcome": outcome,
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_webhooks_are_verified_and_only_trigger_a_poll(daemon_factory):
     secret = "s3cret"
     registry = {
         "name": "ml",
         "type": "mlflow",
-        "tracking_uri": "http://127.0.0.1:9",
-        "poll_interval": "1h",
+        "tracking_uri": "http://127.0.0.1:9",  # nothing listens: every poll of it fails, and is counted
+        "poll_interval": "1h",  # after the start-up poll, only a webhook makes it poll within the test
         "webhook_secret_env": "HOOK_SECRET",
     }
     d = daemon_factory(env={"HOOK_SECRET": secret})
-    d.config_path.write_text(
-        d.config_path.read_text()
-    )  # keep the local registry, add an unreachable MLflow one
-    import yaml
-
     config = yaml.safe_load(d.config_path.read_text())
-    config["registries"].append(registry)
+    config["registries"].append(registry)  # keep the local registry, add the MLflow one
     d.config_path.write_text(yaml.safe_dump(config))
     d.start()
+    assert polls(d, "ml", "error") == 1  # ready means polled once: the start-up poll
     body = json.dumps(
         {
             "entity": "model_version",
@@ -132,6 +143,8 @@ def test_webhooks_are_verified_and_only_trigger_a_poll(daemon_factory, zoo):
         "X-MLflow-Signature": sign_mlflow_payload(secret.encode(), "d-1", now, body),
     }
     assert post(good)[0] == 202
+    # the delivery made the registry poll now: a second poll, an hour before the schedule's
+    wait_until(lambda: polls(d, "ml", "error") == 2, 30, "the poll the webhook triggered")
     assert post(good)[0] == 400  # replay of the same delivery
     forged = dict(
         good,
@@ -155,10 +168,18 @@ def test_webhooks_are_verified_and_only_trigger_a_poll(daemon_factory, zoo):
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
-    assert d.runs() == []
-    # the polls the good delivery triggered failed (nothing listens on port 9), and were counted
-    metrics = d.get("/metrics")[1]
-    assert 'benchd_registry_polls_total{outcome="error",registry="ml"}' in metrics
+    # refused deliveries poll nothing (tests/service/test_api.py proves it without a race); a new good one
+    # polls again
+    assert polls(d, "ml", "error") == 2
+    now = str(int(time.time()))
+    fresh = {
+        "X-MLflow-Delivery-Id": "d-4",
+        "X-MLflow-Timestamp": now,
+        "X-MLflow-Signature": sign_mlflow_payload(secret.encode(), "d-4", now, body),
+    }
+    assert post(fresh)[0] == 202
+    wait_until(lambda: polls(d, "ml", "error") == 3, 30, "the poll of the second delivery")
+    assert polls(d, "ml", "ok") == 0 and d.runs() == []
 
 
 def test_api_requests_need_the_token_and_a_known_version(daemon_factory, zoo):

@@ -1,4 +1,4 @@
-"""Real-GPU checks, run by bench/gpu_check.sh: skipped (with the reason) where NVML cannot start."""
+"""Real-GPU checks, run by bench/gpu_check.sh: skipped only on a host with no NVIDIA GPU (tests/gpu.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint, open_devices
-from benchd.errors import DeviceError
+from benchd.devices import DeviceSet, RAPLReader, WindowSampler, host_fingerprint
+from tests.gpu import open_gpus_or_fail
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def gpus() -> Iterator[DeviceSet]:
-    try:
-        device_set = open_devices("nvml", require_gpu=True)
-    except DeviceError as e:
-        pytest.skip(f"no usable NVIDIA GPU: {e}")
+    """The host's GPUs through NVML; a GPU that is there but unusable fails (tests/conftest.py skips none)."""
+    device_set = open_gpus_or_fail()
     yield device_set
     device_set.close()
 

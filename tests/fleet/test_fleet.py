@@ -10,8 +10,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import psycopg
-
 from tests.daemon.conftest import wait_until
 from tests.fleet.conftest import CLASSES
 
@@ -20,6 +18,8 @@ TERMINAL = ("ok", "failed", "timeout", "invalid", "interrupted")
 
 
 def _rows(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    import psycopg  # the postgres extra; imported here so collection never needs it
+
     with psycopg.connect(url, autocommit=True) as conn:
         return [tuple(r) for r in conn.execute(sql, args).fetchall()]
 

@@ -56,8 +56,9 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "benchd.sqlite"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend; PostgreSQL starts a real server, so its tests are ``slow``."""
     return request.param
 
 

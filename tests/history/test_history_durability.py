@@ -11,7 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
+
+from tests.threads import run_threads
 
 import benchd
 from benchd.history import SQLHistoryStore
@@ -69,7 +72,6 @@ def test_readers_in_other_threads_and_connections_see_commits_while_writing(
     store = open_test_store(clock=time.time)
     reader = open_test_store(clock=time.time)  # e.g. the CLI in another process
     stop = threading.Event()
-    errors: list[BaseException] = []
     seen_counts: dict[int, list[int]] = {0: [], 1: []}
 
     def write() -> None:
@@ -80,39 +82,24 @@ def test_readers_in_other_threads_and_connections_see_commits_while_writing(
                 store.claim_next_run("cpu")
                 store.finish_run(run_id, make_run_result(spec))
                 store.record_version(ModelVersion("resnet", str(i), "local"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
         finally:
-            stop.set()
+            stop.set()  # the readers stop too when the writer fails (run_threads reports it)
 
     def read(s: SQLHistoryStore, k: int) -> None:
-        try:
-            while not stop.is_set():
-                n = len(s.result_rows(model="resnet"))
-                finished = len(s.list_runs(state="ok", limit=1000))
-                assert finished >= n  # a run's results commit together with its state
-                seen_counts[k].append(n)
-                s.run_counts()
-                s.list_versions("resnet")
-                time.sleep(0.002)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        while not stop.is_set():
+            n = len(s.result_rows(model="resnet"))
+            finished = len(s.list_runs(state="ok", limit=1000))
+            assert finished >= n  # a run's results commit together with its state
+            seen_counts[k].append(n)
+            s.run_counts()
+            s.list_versions("resnet")
+            time.sleep(0.002)
 
-    threads = [
-        threading.Thread(target=write),
-        threading.Thread(target=read, args=(store, 0)),
-        threading.Thread(target=read, args=(reader, 1)),
-    ]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    # a reader or the writer that raises fails the test; one still running at the deadline is a hang
+    run_threads([write, partial(read, store, 0), partial(read, reader, 1)], timeout_s=120)
     for counts in seen_counts.values():  # each reader saw the history only grow, never past what was written
         assert counts and counts == sorted(counts) and counts[-1] <= 150
     assert len(reader.result_rows(model="resnet")) == 150
-    assert time.monotonic() - t0 < 60
 
 
 def test_connections_of_ended_threads_are_closed(store: SQLHistoryStore) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import pytest
+from tests.threads import run_threads
 
 from benchd.history import (
     HistoryStoreError,
@@ -114,7 +116,7 @@ def test_recover_interrupted_leaves_live_leases_alone(store, clock, make_spec) -
 def test_many_hosts_enqueue_the_same_versions_once_per_class(open_test_store, make_spec) -> None:
     hosts = [open_test_store(clock=time.time, host=f"h{i}") for i in range(6)]
     ids: list[list[int | None]] = [[] for _ in hosts]
-    barrier = threading.Barrier(len(hosts))
+    barrier = threading.Barrier(len(hosts), timeout=60)
 
     def poll(k: int) -> None:
         barrier.wait()
@@ -122,11 +124,7 @@ def test_many_hosts_enqueue_the_same_versions_once_per_class(open_test_store, ma
             for cls in ("c1", "c2"):
                 ids[k].append(hosts[k].enqueue_run(make_spec(version=str(v)), hardware_class=cls))
 
-    threads = [threading.Thread(target=poll, args=(k,)) for k in range(len(hosts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_threads([partial(poll, k) for k in range(len(hosts))], timeout_s=120)
     queued = [i for per in ids for i in per if i is not None]
     assert len(queued) == 30 and len(set(queued)) == 30
     assert hosts[0].queue_depth(hardware_class="c1") == 15 and hosts[0].queue_depth(hardware_class="c2") == 15
@@ -139,7 +137,7 @@ def test_concurrent_hosts_never_claim_a_run_twice(open_test_store, make_spec) ->
         seed.enqueue_run(make_spec(version=str(i)), hardware_class="c1")
     hosts = [open_test_store(clock=time.time, host=f"h{i}") for i in range(4)]
     claimed: list[list[int]] = [[] for _ in range(8)]
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
 
     def work(k: int) -> None:
         barrier.wait()
@@ -147,11 +145,7 @@ def test_concurrent_hosts_never_claim_a_run_twice(open_test_store, make_spec) ->
         while (run := hosts[k % 4].claim_next_run(f"cuda:{k}", hardware_class="c1", owner=owner)) is not None:
             claimed[k].append(run.id)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_threads([partial(work, k) for k in range(8)], timeout_s=120)
     every = [i for c in claimed for i in c]
     assert len(every) == n and len(set(every)) == n
     assert {r.attempts for r in seed.list_runs(limit=n)} == {1}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from functools import partial
 
 import pytest
+from tests.threads import run_threads
 
 from benchd.history import HistoryStoreError, SQLHistoryStore, spec_key
 from benchd.records import ScenarioSettings
@@ -69,18 +71,14 @@ def test_two_threads_on_two_store_objects_never_claim_the_same_run(open_test_sto
         writer.enqueue_run(make_spec(version=str(i)))
     stores = [writer, open_test_store(clock=time.time)]
     claimed: list[list[int]] = [[], [], [], []]
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=30)
 
     def worker(k: int) -> None:
         barrier.wait()
         while (run := stores[k % 2].claim_next_run("cpu")) is not None:
             claimed[k].append(run.id)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_threads([partial(worker, k) for k in range(4)], timeout_s=60)
     every = [i for c in claimed for i in c]
     assert len(every) == n and len(set(every)) == n
     assert all(r.attempts == 1 for r in writer.list_runs(limit=n))

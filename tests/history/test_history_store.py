@@ -18,11 +18,18 @@ TABLES = ("schema_version", "versions", "cursors", "runs", "results", "latencies
 
 
 def _has_table(store: SQLHistoryStore, name: str) -> bool:
-    try:
-        raw_rows(store, f"SELECT COUNT(*) FROM {name}")
-    except HistoryStoreError:
-        return False
-    return True
+    """Whether the store's database has table ``name``, read from its catalog.
+
+    A store that cannot be read raises: an error is never taken for "no such table".
+    """
+    if isinstance(store, SQLiteHistoryStore):
+        sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        sql = (
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = ?"
+        )
+    return int(raw_rows(store, sql, (name,))[0][0]) == 1
 
 
 def _schema_version(store: SQLHistoryStore) -> int:

@@ -18,7 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from benchd.metrics import names
 from benchd.metrics.cache import MetricsExporter, ResultsCache
 from benchd.metrics.collectors import ResultsCollector
-from benchd.metrics.health import BuildInfoCollector, DaemonCollector, DaemonStats
+from benchd.metrics.health import (
+    BuildInfoCollector,
+    DaemonCollector,
+    DaemonStats,
+    ScrapeStats,
+    ScrapeStatsCollector,
+)
 from benchd.metrics.render import RenderError, render_both, render_openmetrics, render_text
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "metrics.prom"
@@ -33,15 +39,51 @@ def _golden_registry() -> CollectorRegistry:
     registry.register(ResultsCollector(lambda: snapshot))
     registry.register(DaemonCollector(stats, lambda: 2))
     registry.register(BuildInfoCollector("0.1.0", "3.11.7"))
+    scrape_stats = ScrapeStats()  # fixed figures: a live scrape's durations vary
+    scrape_stats.record("results", True, 0.0042)
+    scrape_stats.record("daemon", False, 0.0003)
+    registry.register(ScrapeStatsCollector(scrape_stats))
     return registry
 
 
 def test_golden_exposition() -> None:
-    """The whole contract as Prometheus sees it; regenerate with BENCHD_REGENERATE_GOLDEN=1 and review."""
+    """The whole contract as Prometheus sees it; regenerate with BENCHD_REGENERATE_GOLDEN=1 and review.
+
+    Regenerating writes the file and fails the test, so a run with the variable set never passes: the
+    new file is reviewed (``git diff``) and the test run again without it.
+    """
     text = generate_latest(_golden_registry())
     if os.environ.get("BENCHD_REGENERATE_GOLDEN") == "1":
         GOLDEN.write_bytes(text)
+        pytest.fail(
+            f"regenerated {GOLDEN}: review it with git diff, then run again without BENCHD_REGENERATE_GOLDEN"
+        )
     assert text == GOLDEN.read_bytes()
+
+
+def test_golden_file_holds_the_whole_contract() -> None:
+    """The golden file itself is checked, so a regenerated file that lost a family or a label is caught."""
+    families = {f.name: f for f in parse_text(GOLDEN.read_text())}
+    assert set(families) == {
+        s.name[: -len("_total")] if s.kind == "counter" else s.name for s in names.ALL_METRICS
+    }
+    for spec in names.ALL_METRICS:
+        family = families[spec.name[: -len("_total")] if spec.kind == "counter" else spec.name]
+        assert family.samples, f"{spec.name} has no sample in {GOLDEN.name}"
+        wanted = set(spec.labels)
+        for sample in family.samples:
+            assert wanted <= set(sample.labels) | {"le"}, (spec.name, sample)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=GOLDEN.read_bytes(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
 
 
 def test_renderer_is_byte_equal_to_prometheus_client() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily
+from tests.threads import run_threads
 
 from benchd.metrics.health import (
     BuildInfoCollector,
@@ -37,11 +36,7 @@ def test_record_poll_is_thread_safe() -> None:
         for _ in range(2000):
             stats.record_poll("local", "ok", now_unix_s=1.0)
 
-    threads = [threading.Thread(target=poll_many) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads([poll_many] * 8, timeout_s=60)
     assert stats.polls()[("local", "ok")] == 16000
 
 

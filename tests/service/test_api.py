@@ -1,153 +1,217 @@
-"""The daemon's HTTP API behind the real server on 127.0.0.1: ids, bad bodies and webhook replays."""
+"""The HTTP API's routes through the real HTTPService on 127.0.0.1 (harness: api_support.py).
+
+Health, readiness, the runs list and its filters (model, state, limit), one run, POST runs with its token,
+and bad requests: non-JSON, wrong types, huge numbers, unknown models, bad tokens, oversized bodies.
+"""
 
 from __future__ import annotations
 
 import http.client
 import json
-import logging
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from benchd.config import DaemonConfig, load_daemon_config
 from benchd.history import SQLiteHistoryStore
-from benchd.metrics.server import HTTPError, HTTPService, Request
-from benchd.registry.webhook import sign_mlflow_payload
-from benchd.service.api import API
-from benchd.service.scheduler import Scheduler
-
-SECRET = "hook-secret"
-BODY = json.dumps(
-    {"entity": "model_version", "action": "created", "timestamp": "2025-06-15T12:00:00+00:00",
-     "data": {"name": "resnet50", "version": "7"}}
-).encode()  # fmt: skip
+from benchd.service.scheduler import PRIORITY_API
+from tests.history.conftest import _run_result, _spec
+from tests.service.api_support import HOOK, TOKEN, TOKEN_ENV, Served
 
 
-class FlakyScheduler(Scheduler):
-    """A real scheduler without jobs whose ``poll_now`` fails the first ``failures`` times."""
-
-    def __init__(self, failures: int = 0) -> None:
-        super().__init__({})
-        self.failures = failures
-        self.polls: list[str | None] = []
-
-    def poll_now(self, registry: str | None = None) -> None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise RuntimeError("can't start new thread")
-        self.polls.append(registry)
+def test_health_is_always_ok_and_readiness_waits_for_every_registry(served: Served) -> None:
+    status, body = served.get("/healthz")
+    assert status == 200 and body["status"] == "ok" and body["uptime_s"] >= 0
+    assert served.get("/readyz") == (503, {"status": "starting", "reason": "registries not polled yet"})
+    served.scheduler.jobs["local"]()
+    assert served.get("/readyz")[0] == 503  # one registry is not enough
+    served.scheduler.jobs["ml"]()
+    assert served.get("/readyz") == (200, {"status": "ready"})
 
 
-def _config(tmp_path: Path) -> DaemonConfig:
-    path = tmp_path / "benchd.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "registries": [
-                    {"name": "ml", "type": "mlflow", "tracking_uri": "http://127.0.0.1:9",
-                     "webhook_secret_env": "BENCHD_TEST_HOOK_SECRET"}
-                ],
-            }
-        )
-    )  # fmt: skip
-    return load_daemon_config(path)
+def _finished_run(store: SQLiteHistoryStore, model: str, version: str) -> int:
+    spec = _spec(model=model, version=version)
+    run_id = store.enqueue_run(spec)
+    assert store.claim_next_run("cpu").id == run_id
+    store.finish_run(run_id, _run_result(spec))
+    return run_id
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HTTPService, FlakyScheduler]]:
-    monkeypatch.setenv("BENCHD_TEST_HOOK_SECRET", SECRET)
-    monkeypatch.setenv("BENCHD_API_TOKEN", "tok")
-    store = SQLiteHistoryStore(str(tmp_path / "benchd.sqlite"))
-    scheduler = FlakyScheduler()
-    api = API(_config(tmp_path), store, scheduler, lambda *a: [], lambda m, v: None, lambda: True)
-    svc = HTTPService("127.0.0.1", 0, api.routes())
-    svc.start()
-    yield svc, scheduler
-    svc.stop()
-    store.close()
+def test_list_runs_filters_by_model_state_and_limit(served: Served) -> None:
+    store = served.store
+    a1 = _finished_run(store, "a", "1")
+    b1 = store.enqueue_run(_spec(model="b", version="1"))
+    a2 = store.enqueue_run(_spec(model="a", version="2"))
+
+    def ids(query: str) -> list[int]:
+        status, body = served.get("/api/v1/runs" + query)
+        assert status == 200, body
+        return [r["id"] for r in body["runs"]]
+
+    assert ids("") == [a2, b1, a1]  # newest first
+    assert ids("?model=a") == [a2, a1]
+    assert ids("?state=queued") == [a2, b1]
+    assert ids("?state=ok") == [a1]
+    assert ids("?model=a&state=ok") == [a1]
+    assert ids("?model=nobody") == []
+    assert ids("?limit=2") == [a2, b1]
+    assert ids("?limit=0") == [a2] and ids("?limit=-5") == [a2]  # at least one
+    assert ids("?limit=99999999999999999999999999") == [a2, b1, a1]  # capped, not an overflow
+    assert ids("?model=&state=") == [a2, b1, a1]  # empty filters filter nothing
+    body = served.get("/api/v1/runs?model=a&state=ok")[1]["runs"][0]
+    assert (body["model"], body["version"], body["state"], body["result"]["outcome"]) == (
+        "a",
+        "1",
+        "ok",
+        "ok",
+    )
+    status, error = served.get("/api/v1/runs?limit=ten")
+    assert status == 400 and error == {"error": "bad_request", "reason": "limit must be an integer"}
 
 
-def _call(svc: HTTPService, method: str, path: str, body: bytes | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
-    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+def test_one_run_with_its_verdicts_and_whether_one_is_pending(served: Served) -> None:
+    run_id = _finished_run(served.store, "a", "1")
+    status, body = served.get(f"/api/v1/runs/{run_id}")
+    assert status == 200
+    assert (body["id"], body["state"], body["verdicts"], body["verdicts_pending"]) == (
+        run_id,
+        "ok",
+        [],
+        False,
+    )
+    served.busy.add(run_id)  # the slot still decides its verdict
+    assert served.get(f"/api/v1/runs/{run_id}/")[1]["verdicts_pending"] is True
+    queued = served.store.enqueue_run(_spec(model="a", version="2"))
+    served.busy.add(queued)
+    assert served.get(f"/api/v1/runs/{queued}")[1]["verdicts_pending"] is False  # nothing ended yet
+    assert served.get("/api/v1/runs/999") == (404, {"error": "not_found", "reason": "no run 999"})
+    status, error = served.get("/api/v1/runs/latest")
+    assert status == 404 and "run ids are integers" in error["reason"]
+
+
+@pytest.mark.xfail(strict=True, reason="service/api.py: a run id past SQLite's 64-bit range answers 500")
+def test_a_huge_run_id_is_not_found_rather_than_a_server_error(served: Served) -> None:
+    assert served.get("/api/v1/runs/" + "9" * 30)[0] == 404
+
+
+def test_post_run_needs_the_token(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    served.registry.publish("mlp", "1")
+    body = {"model": "mlp", "version": "1"}
+    status, error, headers = served.request("POST", "/api/v1/runs", json.dumps(body).encode())
+    assert (status, error["error"], headers["WWW-Authenticate"]) == (
+        401,
+        "unauthorized",
+        'Bearer realm="benchd"',
+    )
+    assert served.post_run(body, token="wrong")[0] == 401
+    assert served.post_run(body, token=TOKEN + "x")[0] == 401
+    assert served.post_run(body, token="")[0] == 401
+    status, _, _ = served.request("POST", "/api/v1/runs", json.dumps(body).encode(), {"Authorization": TOKEN})
+    assert status == 401  # the scheme is required
+    assert served.store.list_runs() == []
+    monkeypatch.delenv(TOKEN_ENV)
+    status, error = served.post_run(body)
+    assert status == 403 and error["error"] == "api_disabled" and TOKEN_ENV in error["reason"]
+
+
+def test_post_run_re_runs_a_known_version_and_answers_the_same_run_while_queued(served: Served) -> None:
+    served.registry.publish("mlp", "1")
+    served.scheduler.jobs["local"]()
+    (polled,) = served.store.list_runs()
+    assert served.store.claim_next_run("cpu").id == polled.id
+    served.store.fail_run(polled.id, "internal", "ended for the test")
+    status, body = served.post_run({"model": "mlp", "version": 1, "baseline": "champion"})
+    assert status == 202 and body["run_ids"] == [body["run_id"]] and body["run_id"] != polled.id
+    run = served.store.get_run(body["run_id"])
+    assert (run.model, run.version, run.state, run.priority) == ("mlp", "1", "queued", PRIORITY_API)
+    assert (run.reason, run.spec.baseline) == ("requested over the API", "champion")
+    assert served.post_run({"model": "mlp", "version": "1"}) == (202, body)  # still queued: the same run
+    assert len(served.store.list_runs()) == 2
+
+
+def test_post_run_of_a_version_not_polled_yet_polls_the_registries(served: Served) -> None:
+    served.registry.publish("mlp", "1")
+    status, body = served.post_run({"model": "mlp", "version": "1"})
+    assert status == 202
+    (run,) = served.store.list_runs()
+    assert (run.id, run.model, run.version, run.state) == (body["run_id"], "mlp", "1", "queued")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "reason"),
+    [
+        (b"{not json", "invalid_json", "not valid JSON"),
+        (b"\xff\xfe", "invalid_json", "not valid JSON"),
+        (b"", "invalid_json", "not valid JSON"),
+        (b'["mlp", "1"]', "bad_request", "expected a JSON object"),
+        (b'{"version": "1"}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "mlp"}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "", "version": "1"}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": ["mlp"], "version": "1"}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "mlp", "version": 1.5}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "mlp", "version": {"v": 1}}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "mlp", "version": 1e400}', "bad_request", "'model' and 'version' are required"),
+        (b'{"model": "mlp", "version": "1", "baseline": [1]}', "bad_request", "'baseline' must be"),
+    ],
+)
+def test_post_run_refuses_malformed_bodies(served: Served, raw: bytes, error: str, reason: str) -> None:
+    served.registry.publish("mlp", "1")
+    status, answer = served.post_run(None, raw=raw)
+    assert (status, answer["error"]) == (400, error)
+    assert reason in answer["reason"]
+    assert served.store.list_runs() == []
+
+
+def test_post_run_of_an_unknown_model_or_version_is_404_naming_it(served: Served) -> None:
+    served.registry.publish("mlp", "1")
+    status, error = served.post_run({"model": "nope", "version": "1"})
+    assert status == 404 and error == {
+        "error": "unknown_version",
+        "reason": "no registry knows model 'nope' version '1'",
+    }
+    huge = 10**60  # a JSON integer far past 64 bits is a version name like any other
+    status, error = served.post_run({"model": "mlp", "version": huge})
+    assert status == 404 and str(huge) in error["reason"]
+    # the look-up polled the registries: what they hold was queued, nothing of the unknown versions
+    assert [(r.model, r.version) for r in served.store.list_runs()] == [("mlp", "1")]
+
+
+@pytest.mark.xfail(strict=True, reason="service/api.py: 'force' and 'version' accept any JSON type (bool())")
+@pytest.mark.parametrize("body", [{"force": "false"}, {"force": 0}, {"version": True}])
+def test_post_run_refuses_wrong_types_it_would_otherwise_coerce(served: Served, body: dict[str, Any]) -> None:
+    served.registry.publish("mlp", "1")
+    status, _ = served.post_run({"model": "mlp", "version": "1", **body})
+    assert status == 400
+
+
+def test_a_body_over_the_limit_is_refused_unread(served: Served) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
+        conn.putrequest("POST", "/api/v1/runs")
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.putheader("Content-Length", str(10**12))  # nothing follows: the server must not wait for it
+        conn.endheaders()
+        response = conn.getresponse()
+        assert response.status == 413
+        assert "exceeds the limit of 4096 bytes" in json.loads(response.read())["reason"]
     finally:
         conn.close()
 
 
-def _hook(svc: HTTPService, delivery: str, body: bytes = BODY) -> tuple[int, Any]:
-    ts = str(int(time.time()))
-    headers = {
-        "X-MLflow-Delivery-Id": delivery,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign_mlflow_payload(SECRET.encode(), delivery, ts, body),
-        "Content-Type": "application/json",
-    }
-    return _call(svc, "POST", "/api/v1/hooks/mlflow", body, headers)
+def test_unknown_routes_and_methods(served: Served) -> None:
+    assert served.get("/api/v2/runs")[0] == 404
+    status, error, headers = served.request("DELETE", "/api/v1/runs")
+    assert (status, error["error"], headers["Allow"]) == (405, "method_not_allowed", "GET, POST")
+    assert served.request("GET", HOOK)[0] == 405
 
 
-@pytest.mark.parametrize("run_id", ["1" * 25, "9" * 19, "12abc", "-1", "%C2%B2"])
-def test_bad_or_huge_run_ids_are_a_json_404_never_a_500(served, run_id: str, caplog) -> None:
-    svc, _ = served
-    status, body = _call(svc, "GET", f"/api/v1/runs/{run_id}")
-    assert status == 404 and body["error"] == "not_found"
-    assert "run ids" in body["reason"]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
-
-
-@pytest.mark.parametrize("run_id", ["１２", "²", "٣"])
-def test_non_ascii_digits_are_not_run_ids(tmp_path: Path, run_id: str) -> None:
-    store = SQLiteHistoryStore(str(tmp_path / "benchd.sqlite"))
-    try:
-        api = API(_config(tmp_path), store, FlakyScheduler(), lambda *a: [], lambda m, v: None, lambda: True)
-        with pytest.raises(HTTPError) as raised:
-            api.get_run(Request("GET", f"/api/v1/runs/{run_id}"))
-        assert raised.value.status == 404 and "run ids are integers" in raised.value.reason
-    finally:
-        store.close()
-
-
-def test_largest_possible_run_id_is_looked_up(served) -> None:
-    svc, _ = served
-    status, body = _call(svc, "GET", f"/api/v1/runs/{'9' * 18}")
-    assert status == 404 and body == {"error": "not_found", "reason": f"no run {'9' * 18}"}
-
-
-def test_deeply_nested_request_body_is_a_400(served, caplog) -> None:
-    svc, _ = served
-    nested = b'{"model":' * 100_000 + b"1" + b"}" * 100_000
-    status, body = _call(svc, "POST", "/api/v1/runs", nested, {"Authorization": "Bearer tok"})
-    assert status == 400 and body["error"] == "invalid_json"
-    assert not [r for r in caplog.records if r.exc_info]
-
-
-def test_a_failed_delivery_can_be_retried_and_a_replay_is_still_refused(served) -> None:
-    svc, scheduler = served
-    scheduler.failures = 1
-    delivery = str(uuid.uuid4())
-    status, body = _hook(svc, delivery)
-    assert status == 500 and body["error"] == "internal_error"
-    status, body = _hook(svc, delivery)  # MLflow's retry: same delivery id
-    assert status == 202 and scheduler.polls == ["ml"]
-    status, body = _hook(svc, delivery)  # now a replay of an accepted delivery
-    assert status == 400 and "replay" in body["reason"]
-
-
-def test_a_refused_delivery_does_not_use_up_its_id(served) -> None:
-    svc, scheduler = served
-    delivery = str(uuid.uuid4())
-    status, body = _hook(svc, delivery, body=b'{"entity": "model_version"}')
-    assert status == 400 and body["error"] == "bad_delivery"
-    status, body = _hook(svc, delivery, body=b"[" * 100_000)
-    assert status == 400 and "nested too deeply" in body["reason"]
-    status, _ = _hook(svc, delivery)
-    assert status == 202 and scheduler.polls == ["ml"]
+@pytest.mark.xfail(
+    strict=True,
+    reason="api.py/app.py: the poll find_version triggers queues the version first (no baseline, poll "
+    "priority); the API's enqueue is deduplicated and answers that run, so the baseline asked for is dropped",
+)
+def test_a_requested_baseline_is_kept_for_a_version_not_polled_yet(served: Served) -> None:
+    served.registry.publish("mlp", "1")
+    status, body = served.post_run({"model": "mlp", "version": "1", "baseline": "0"})
+    assert status == 202
+    run = served.store.get_run(body["run_id"])
+    assert (run.spec.baseline, run.priority) == ("0", PRIORITY_API)
