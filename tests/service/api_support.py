@@ -138,7 +138,7 @@ def serve_api(
 
     busy: set[int] = set()
     api = API(config, store, scheduler, queue, find_version, scheduler.ready, lambda run_id: run_id in busy)
-    service = HTTPService("127.0.0.1", 0, api.routes(), max_body_bytes=config.max_body_bytes)
+    service = HTTPService("127.0.0.1", 0, api.routes(), max_body_bytes=config.http.max_body_bytes)
     service.start()
     try:
         yield Served(service.url, service.port, api, store, scheduler, stats, registry, hook_registry, busy)

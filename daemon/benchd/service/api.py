@@ -148,11 +148,16 @@ class API:
         if not isinstance(body, dict):
             raise HTTPError(400, "bad_request", "expected a JSON object")
         model, version = body.get("model"), body.get("version")
-        if not isinstance(model, str) or not model or not isinstance(version, (str, int)) or version == "":
-            raise HTTPError(400, "bad_request", "'model' and 'version' are required")
+        if not isinstance(model, str) or not model or not _is_version(version):
+            raise HTTPError(
+                400, "bad_request", "'model' (a string) and 'version' (a string or integer) are required"
+            )
         baseline = body.get("baseline")
-        if baseline is not None and not isinstance(baseline, (str, int)):
+        if baseline is not None and not _is_version(baseline):
             raise HTTPError(400, "bad_request", "'baseline' must be a version or an alias")
+        force = body.get("force", True)
+        if not isinstance(force, bool):
+            raise HTTPError(400, "bad_request", f"'force' must be true or false, got {force!r}")
         mv = self.find_version(model, str(version))
         if mv is None:
             raise HTTPError(404, "unknown_version", f"no registry knows model {model!r} version {version!r}")
@@ -160,7 +165,7 @@ class API:
             mv,
             PRIORITY_API,
             "requested over the API",
-            bool(body.get("force", True)),
+            force,
             str(baseline) if baseline is not None else None,
         )
         if not ids:
@@ -245,3 +250,10 @@ class API:
             self.replays.forget(delivery)  # not acted on: MLflow's retry must be accepted
             raise
         return json_response({"status": "accepted"}, status=202)
+
+
+def _is_version(value: object) -> bool:
+    """A version in a JSON body: a non-empty string, or an integer (never a boolean)."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, str) and value != "") or isinstance(value, int)
