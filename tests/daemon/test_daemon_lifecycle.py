@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -105,6 +106,8 @@ def test_a_second_daemon_on_the_same_data_dir_exits_2_and_leaves_the_first_ones_
     pid_file = d.root / "data" / "runs" / str(run["id"]) / "worker.pid"
     worker = json.loads(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the worker"))
     worker = worker["worker"]["pid"]
+    environ = Path(f"/proc/{worker}/environ").read_bytes()
+    assert b"test-token" not in environ and b"BENCHD_API_TOKEN" not in environ  # the daemon's API token
     second = run_benchd(d.config_path)  # same data dir, same port
     sentence = one_sentence(second)
     assert f"another benchd (pid {d.proc.pid}) is already running on the data dir" in sentence

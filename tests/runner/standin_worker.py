@@ -11,6 +11,7 @@ tested in seconds. Modes:
 - ``alloc``: allocates ``ARG`` bytes of host memory, then ends normally.
 - ``stdout``/``stderr``: writes ``ARG`` bytes without a newline to that stream, then writes one event
   (stdout) and ends normally.
+- ``events``: writes valid progress events as fast as it can, forever.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def main() -> int:
     elif mode == "stdout":
         _flood(1, int(arg))
         os.write(1, b"\n" + json.dumps({"event": "after_flood"}).encode() + b"\n")
+    elif mode == "events":
+        line = json.dumps({"event": "progress", "message": "spam"}).encode() + b"\n"
+        while True:
+            os.write(1, line * 100)
     elif mode == "stderr":
         _flood(2, int(arg))
         os.write(2, b"\nthe end of stderr\n")

@@ -132,6 +132,16 @@ def test_a_stdout_flood_without_newline_does_not_grow_the_daemon(tmp_path):
     assert [e["event"] for e in events] == ["after_flood"]  # the stream recovers after the dropped line
 
 
+def test_a_worker_flooding_events_still_times_out_and_the_daemon_stays_small(tmp_path):
+    seen = []
+    started = time.monotonic()
+    with PeakRSS() as rss:
+        end = run("events", tmp_path / "run", timeout_s=3, on_event=lambda e: seen.append(1))
+    assert (end.outcome, end.error_kind) == ("timeout", "timeout")
+    assert time.monotonic() - started < 30 and len(seen) > 1000
+    assert rss.growth_mib < 24, f"the daemon grew by {rss.growth_mib:.0f} MiB queueing events"
+
+
 def test_a_stderr_flood_keeps_the_log_within_its_cap_and_the_daemon_small(tmp_path):
     out = tmp_path / "run"
     cap = 4 << 20

@@ -62,7 +62,8 @@ def start_worker(
         "parent_pid": os.getpid(),
     }
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), json.dumps(config), python, "-m", module, *args]
-    with (out_dir / LOG_FILE).open("wb") as err:  # the supervisor's own errors; it appends the worker's
+    (out_dir / LOG_FILE).write_bytes(b"")
+    with (out_dir / LOG_FILE).open("ab") as err:  # the supervisor's own errors; it appends the worker's
         return subprocess.Popen(  # noqa: S603 - our own interpreter and script
             cmd,
             stdin=subprocess.DEVNULL,
@@ -102,10 +103,13 @@ def kill_group(proc: subprocess.Popen[bytes], grace_s: float = 3.0, out_dir: Pat
 class WorkerProcess:
     """One running worker; :meth:`wait` delivers its events on the waiting thread and returns its status.
 
-    The reader thread only moves JSON lines from the worker's stdout into a queue (each line at most
-    ``limits.max_event_bytes``); ``on_event`` runs on the thread that calls :meth:`wait`, so callers
-    never need locks for their bookkeeping.
+    The reader thread only moves JSON lines from the worker's stdout into a bounded queue (each line at
+    most ``limits.max_event_bytes``, at most :attr:`QUEUE_EVENTS` waiting: a worker that writes faster
+    than the daemon handles blocks on its pipe); ``on_event`` runs on the thread that calls :meth:`wait`,
+    so callers never need locks for their bookkeeping.
     """
+
+    QUEUE_EVENTS = 1000
 
     def __init__(
         self,
@@ -123,16 +127,25 @@ class WorkerProcess:
         self.on_event = on_event
         self.limits = limits or WorkerLimits()
         self.stderr_path = out_dir / LOG_FILE
-        self.events: queue.Queue[Any] = queue.Queue()
+        self.events: queue.Queue[Any] = queue.Queue(maxsize=self.QUEUE_EVENTS)
+        self._listening = True  # False once wait() returned: the reader then drops what is left
         self.proc = start_worker(module, args, out_dir, python, env, self.limits)
         self.reader = threading.Thread(target=self._read, name="benchd-worker-events", daemon=True)
         self.reader.start()
 
+    def _put(self, item: Any) -> None:
+        while self._listening:
+            try:
+                self.events.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def _read(self) -> None:
         try:
-            read_events(self.proc.stdout, self.events.put, self.limits.max_event_bytes)  # type: ignore[arg-type]
+            read_events(self.proc.stdout, self._put, self.limits.max_event_bytes)  # type: ignore[arg-type]
         finally:
-            self.events.put(_EOF)
+            self._put(_EOF)
 
     def _deliver(self, timeout_s: float) -> bool:
         """Deliver one event; False on timeout or once stdout closed."""
@@ -141,7 +154,7 @@ class WorkerProcess:
         except queue.Empty:
             return False
         if event is _EOF:
-            self.events.put(_EOF)  # stays at the end for later calls
+            self.events.put(_EOF)  # stays at the end for later calls (the reader has stopped)
             return False
         if self.on_event is not None:
             try:
@@ -150,10 +163,13 @@ class WorkerProcess:
                 logger.exception("worker event handler failed")
         return True
 
-    def _drain(self) -> None:
-        self.reader.join(timeout=5.0)
-        while self._deliver(0.0):
-            pass
+    def _drain(self, timeout_s: float = 5.0) -> None:
+        """Deliver what the worker wrote before it ended (for at most ``timeout_s``), then stop listening."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._deliver(0.05) and not self.reader.is_alive():
+                break
+        self._listening = False
 
     def _closed(self) -> bool:
         return not self.reader.is_alive() and self.events.qsize() <= 1
@@ -161,12 +177,12 @@ class WorkerProcess:
     def wait(self, timeout_s: float, cancel: threading.Event | None) -> int | None:
         """Wait for the worker; end its tree at ``timeout_s`` or when ``cancel`` is set (then None).
 
-        Returns the worker's exit status (negative: the signal that ended it).
+        Returns the worker's exit status (negative: the signal that ended it). The deadline and
+        ``cancel`` are checked after every event, so a worker flooding events still times out.
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._deliver(0.1):
-                continue
+            self._deliver(0.1)
             if self._closed() or self.proc.poll() is not None:
                 try:
                     self.proc.wait(timeout=self.limits.grace_s + 10.0)
@@ -194,5 +210,8 @@ class WorkerProcess:
 
     def cleanup(self) -> None:
         """Remove the worker's scratch ``HOME`` and ``TMPDIR`` (its whole process tree has ended)."""
+        self._listening = False
         for name in (HOME_DIR, TMP_DIR):
             shutil.rmtree(self.out_dir / name, ignore_errors=True)
+        if not self.reader.is_alive() and self.proc.stdout is not None:
+            self.proc.stdout.close()
