@@ -7,6 +7,9 @@ its memory, fill its disk, or use more host memory than its limit.
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -88,6 +91,30 @@ def test_cancel_ends_the_worker_and_its_escaped_children(tmp_path):
     end = run("setsid", out, "hang", cancel=cancel, limits=WorkerLimits(grace_s=0.5))
     assert end.error_kind == "interrupted"
     assert not alive(int((out / "child.pid").read_text()))
+
+
+def test_a_daemon_killed_with_sigkill_leaves_no_worker_and_no_escaped_child(tmp_path):
+    out = tmp_path / "run"
+    host = (
+        "import sys; from pathlib import Path; from benchd.runner.launch import run_worker; "
+        f"run_worker({STANDIN!r}, ['setsid', sys.argv[1], 'hang'], Path(sys.argv[1]), timeout_s=600, "
+        f"what='the test', env={{'PYTHONPATH': {str(REPO)!r}}})"
+    )
+    daemon = subprocess.Popen([sys.executable, "-c", host, str(out)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "child.pid").exists():
+            assert time.monotonic() < deadline and daemon.poll() is None, "the worker never forked"
+            time.sleep(0.05)
+        worker = json.loads((out / "worker.pid").read_text())["worker"]["pid"]
+        child = int((out / "child.pid").read_text())
+    finally:
+        daemon.kill()
+        daemon.wait()
+    deadline = time.monotonic() + 30
+    while (alive(worker) or alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker) and not alive(child), "the dead daemon's worker tree lives on"
 
 
 def test_a_worker_past_its_memory_limit_fails_as_out_of_memory_naming_the_limit(tmp_path):
