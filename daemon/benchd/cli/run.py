@@ -58,7 +58,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"benchd run: invalid config: {redact(str(e), secret_values())}", file=sys.stderr)
         return EXIT_CONFIG
     from benchd.service.app import BenchdApp
-    from benchd.service.lifecycle import one_line
+    from benchd.service.lifecycle import make_undumpable, one_line
+
+    make_undumpable()  # a worker (same user) must not read our environment or memory through /proc
 
     app = None
     try:

@@ -9,6 +9,7 @@ same data dir, or one whose port is taken, so stops before it can harm the first
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -97,6 +98,23 @@ def _read_pid(fd: int) -> int | None:
         return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+def make_undumpable() -> bool:
+    """Hide this process's ``/proc/PID/environ``, memory and file descriptors from its own user.
+
+    A worker runs as the daemon's user, so by default it could read the daemon's environment (every
+    secret) from ``/proc/DAEMON/environ`` and, where ptrace is allowed, its memory.
+    ``prctl(PR_SET_DUMPABLE, 0)`` makes those root-only (and turns off core dumps of the daemon).
+    Root gains nothing (a root worker may read anything), so this is done only when not root.
+    Returns True when it was done.
+    """
+    if os.geteuid() == 0:
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
 
 
 def check_writable(folder: Path) -> None:
