@@ -240,8 +240,15 @@ def test_the_daemon_process_never_imports_torch(daemon_factory, zoo):
     d = daemon_factory().start()
     publish(d, zoo["mlp"], "mlp", "1")
     d.wait_runs(lambda rs: rs and rs[0]["state"] in TERMINAL, 120, "a run")
-    with open(f"/proc/{d.proc.pid}/maps") as f:
-        maps = f.read()
+    try:
+        with open(f"/proc/{d.proc.pid}/maps") as f:
+            maps = f.read()
+    except PermissionError:  # not root: the daemon hides its /proc from its own user (make_undumpable)
+        import psutil
+
+        rss_mib = psutil.Process(d.proc.pid).memory_info().rss / 2**20
+        assert rss_mib < 180, f"daemon RSS {rss_mib:.0f} MiB: importing torch alone takes about 220 MiB"
+        return
     assert "libtorch" not in maps
     assert "torch" not in " ".join(line.split()[-1] for line in maps.splitlines() if "/" in line)
 

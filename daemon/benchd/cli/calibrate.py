@@ -99,7 +99,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
         by_name = {s.name: s for s in config.benchmark.scenarios}
         settings = by_name.get(args.scenario) or dataclasses.replace(settings, name=args.scenario)
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="benchd-calibrate-"))
-    ctx = DeviceContext(config.device_mode, config.fake_devices or None)
+    ctx = DeviceContext(config.devices.mode, config.devices.fake)
     try:
         device = ctx.resolve(config.benchmark.device)
         plan = plan_comparison(
@@ -142,6 +142,6 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
     if not args.no_store:
         from benchd.history import open_store
 
-        with open_store(config.store_url) as store:
+        with open_store(config.store.url) as store:
             store.save_noise_floor(floor)
     return floor, plan.thresholds.get("p99_latency", plan.threshold)

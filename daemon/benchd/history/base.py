@@ -253,6 +253,12 @@ class HistoryStore(CursorStore, Protocol):
     def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
         """Return finished-run counts by (model, scenario, outcome), of one host's runs when given."""
 
+    def run_state_counts(self) -> dict[str, int]:
+        """Return the number of runs in each state (all states, 0 when none)."""
+
+    def fail_stuck_runs(self, grace_s: float, host: str | None = None) -> list[RunRecord]:
+        """Fail runs still running ``grace_s`` past their timeout (of ``host`` when given)."""
+
     def results_for_run(self, run_id: int) -> list[ScenarioResult]:
         """Return a run's scenario results in their original order."""
 

@@ -25,7 +25,16 @@ from benchd.history.base import (
 )
 from benchd.history.database import Database, SQLConnection
 from benchd.history.results import insert_results, load_latencies
-from benchd.records import OUTCOMES, QUEUED, RUNNING, TERMINAL_RUN_STATES, RunResult, RunSpec, to_dict
+from benchd.records import (
+    OUTCOMES,
+    QUEUED,
+    RUN_STATES,
+    RUNNING,
+    TERMINAL_RUN_STATES,
+    RunResult,
+    RunSpec,
+    to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -346,6 +355,51 @@ class RunQueueMixin:
                 key = (model, scenario, state)
                 counts[key] = counts.get(key, 0) + int(n)
         return counts
+
+    def run_state_counts(self) -> dict[str, int]:
+        """Return the number of runs in each state (every state of :data:`RUN_STATES`, 0 when none)."""
+        counts = dict.fromkeys(RUN_STATES, 0)
+        with self._db.read() as conn:
+            for state, n in conn.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall():
+                counts[state] = int(n)
+        return counts
+
+    def fail_stuck_runs(self, grace_s: float, host: str | None = None) -> list[RunRecord]:
+        """Fail the runs still ``running`` ``grace_s`` seconds past their timeout; return them.
+
+        A run whose worker was killed at its timeout ends within seconds, so one still running long after
+        it was lost (a slot hung, or every write of its end failed): failing it makes it visible in
+        ``benchd_runs_total``. Only the runs ``host`` claimed are considered (a fleet host never fails
+        another's); with ``host`` None, every running run.
+        """
+        now = self._clock()
+        failed = []
+        with self._db.write() as conn:
+            rows = conn.execute(
+                "SELECT id, started_unix_s, spec_json, host FROM runs WHERE state = ?" + self._db.skip_locked,
+                (RUNNING,),
+            ).fetchall()
+            for run_id, started, spec_json, run_host in rows:
+                if host is not None and run_host != host:
+                    continue
+                timeout_s = float(json.loads(spec_json).get("timeout_s") or 0.0)
+                if started is None or now < started + timeout_s + grace_s:
+                    continue
+                message = (
+                    f"still running {now - started:.0f} s after it started, past its timeout of "
+                    f"{timeout_s:g} s plus {grace_s:g} s: benchd lost track of it (its slot hung, or "
+                    "recording its end failed)"
+                )
+                conn.execute(
+                    "UPDATE runs SET state = 'failed', ended_unix_s = ?, error_kind = 'internal', error = ?, "
+                    "lease_expires_unix_s = NULL WHERE id = ?",
+                    (now, message, run_id),
+                )
+                failed.append(run_id)
+            records = [self._get_run(conn, run_id) for run_id in failed]
+        for run in records:
+            logger.error("run %d (%s %s) failed: %s", run.id, run.model, run.version, run.error)
+        return records
 
     def _get_run(self, conn: SQLConnection, run_id: int) -> RunRecord:
         row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()

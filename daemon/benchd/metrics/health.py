@@ -92,6 +92,32 @@ class DaemonCollector:
         yield queue
 
 
+class RunStatesCollector:
+    """``benchd_runs_in_state{state}``: how many runs the store holds in each state.
+
+    Every state is exported, 0 included, so an alert on stuck runs (``running`` that never falls) or
+    piling failures has a series from the start.
+
+    Args:
+        run_states: returns the count per state (called on every scrape); None exports the family empty.
+    """
+
+    def __init__(self, run_states: Callable[[], Mapping[str, int]] | None) -> None:
+        self._run_states = run_states
+
+    def describe(self) -> Iterator[Metric]:
+        """Yield the family without samples."""
+        yield family(names.RUNS_IN_STATE)
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the current counts."""
+        runs = family(names.RUNS_IN_STATE)
+        if self._run_states is not None:
+            for state, count in sorted(self._run_states().items()):
+                runs.add_metric([state], float(count))
+        yield runs
+
+
 class BuildInfoCollector:
     """``benchd_build_info{version, python} 1``."""
 
@@ -190,6 +216,7 @@ def register_daemon_collectors(
     queue_depth: Callable[[], int],
     version: str,
     extra: Mapping[str, Collector] | None = None,
+    run_states: Callable[[], Mapping[str, int]] | None = None,
 ) -> None:
     """Register the live collectors into ``registry``, each instrumented, scrape stats last.
 
@@ -200,9 +227,11 @@ def register_daemon_collectors(
         queue_depth: returns the run queue's depth.
         version: benchd's version for ``benchd_build_info``.
         extra: more live collectors by name (e.g. ``{"devices": DeviceCollector(...)}``).
+        run_states: returns the number of runs in each state (``benchd_runs_in_state``).
     """
     collectors: dict[str, Collector] = {
         "daemon": DaemonCollector(daemon_stats, queue_depth),
+        "runs": RunStatesCollector(run_states),
         "build": BuildInfoCollector(version),
         **(extra or {}),
     }

@@ -179,6 +179,11 @@ REGISTRY_LAST_SUCCESS = MetricSpec(
     ("registry",),
 )  # fmt: skip
 QUEUE_RUNS = MetricSpec("benchd_queue_runs", "gauge", "Runs waiting in the persisted run queue.")
+RUNS_IN_STATE = MetricSpec(
+    "benchd_runs_in_state", "gauge",
+    "Runs in the store in each state (queued, running, ok, failed, timeout, invalid, interrupted).",
+    ("state",),
+)  # fmt: skip
 BUILD_INFO = MetricSpec("benchd_build_info", "info", "benchd build information.", ("version", "python"))
 SCRAPE_COLLECTOR_SUCCESS = MetricSpec(
     "benchd_scrape_collector_success", "gauge", "1 when the collector's last collection succeeded.",
@@ -197,7 +202,7 @@ RESULT_METRICS: tuple[MetricSpec, ...] = (
 """Metrics derived from the store (the cached part of /metrics), in exposition order."""
 
 HEALTH_METRICS: tuple[MetricSpec, ...] = (
-    REGISTRY_POLLS, REGISTRY_LAST_SUCCESS, QUEUE_RUNS, BUILD_INFO, SCRAPE_COLLECTOR_SUCCESS,
+    REGISTRY_POLLS, REGISTRY_LAST_SUCCESS, QUEUE_RUNS, RUNS_IN_STATE, BUILD_INFO, SCRAPE_COLLECTOR_SUCCESS,
     SCRAPE_COLLECTOR_DURATION,
 )  # fmt: skip
 """Daemon health metrics (the live part of /metrics)."""

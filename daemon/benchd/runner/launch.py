@@ -1,35 +1,51 @@
 """Parent side of a run: start the worker process, watch it, measure energy, collect its result.
 
-This module never imports torch. The worker runs as ``python -m benchd.runner`` in its own session
-(process group) with a timeout; whatever it does (raise, segfault, hang, run out of memory) ends as a
-:class:`RunResult` with a typed error, and the caller carries on. While it runs, a sampler thread here
-(in the parent, not competing with the timing loop) reads device energy and telemetry; each scenario's
-measured window, reported by the worker in CLOCK_MONOTONIC seconds, is then matched against it.
+This module never imports torch. Each worker runs under its own supervisor process
+(:mod:`benchd.runner.supervise`, a child subreaper in a session of its own) with an allow-listed
+environment, a memory limit and a timeout (:mod:`benchd.runner.sandbox`); whatever the worker does (raise,
+segfault, hang, run out of memory, fork children that ignore SIGTERM or leave its session) ends as a
+:class:`WorkerEnd` with a typed error, nothing it started outlives it, and the caller carries on. While it
+runs, a sampler thread here (in the parent, not competing with the timing loop) reads device energy and
+telemetry; each scenario's measured window, reported by the worker in CLOCK_MONOTONIC seconds, is then
+matched against it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from benchd.records import RunResult, RunSpec, ScenarioResult, from_dict, to_dict
+from benchd.runner.process import WorkerProcess, kill_group, start_worker
+from benchd.runner.sandbox import WorkerLimits, format_bytes
+from benchd.runner.streams import EventHandler, read_events, stderr_tail
 
 logger = logging.getLogger(__name__)
 
-EventHandler = Callable[[dict[str, Any]], None]
-_KILL_GRACE_S = 3.0
-_STDERR_TAIL_BYTES = 4000
+__all__ = [
+    "EventHandler",
+    "WorkerEnd",
+    "WorkerLimits",
+    "WorkerProcess",
+    "kill_group",
+    "read_events",
+    "run_spec",
+    "run_worker",
+    "signal_name",
+    "start_worker",
+    "stderr_tail",
+]
+
+#: Words a worker's last output holds when the host (not the GPU) ran out of memory.
+_HOST_OOM_WORDS = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
 
 
 def signal_name(number: int) -> str:
@@ -38,80 +54,6 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def stderr_tail(path: Path) -> str:
-    """The last few kB a worker wrote to its log (shown when it died without a result)."""
-    try:
-        data = path.read_bytes()[-_STDERR_TAIL_BYTES:]
-    except OSError:
-        return ""
-    return data.decode("utf-8", "replace").strip()
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's process group, then SIGKILL what is left after a short grace."""
-    for sig, wait_s in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the parent dies, so a kill -9 leaves no orphan worker."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux/glibc: the daemon reaps stale workers on restart
-        pass
-
-
-def read_events(stream: Any, on_event: EventHandler | None) -> None:
-    """Hand each JSON line the worker writes to ``on_event`` until it closes stdout."""
-    for line in iter(stream.readline, b""):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if on_event is not None:
-            try:
-                on_event(event)
-            except Exception:  # a broken progress display must not break the run
-                logger.exception("progress handler failed")
-
-
-def start_worker(
-    module: str,
-    args: list[str],
-    out_dir: Path,
-    python: str = sys.executable,
-    env: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``python -m module args`` as a worker: its own session, stdout piped, stderr to worker.log.
-
-    The worker gets SIGKILL if the daemon dies, and its pid is written to ``out_dir/worker.pid`` so a
-    restarted daemon can reap one that outlived it anyway.
-    """
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with (out_dir / "worker.log").open("wb") as err:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [python, "-m", module, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            env=full_env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # only a prctl call before exec: safe with threads
-        )
-    (out_dir / "worker.pid").write_text(str(proc.pid))
-    return proc
 
 
 @dataclass(frozen=True)
@@ -136,70 +78,6 @@ class WorkerEnd:
         return self.error_kind is not None
 
 
-class WorkerProcess:
-    """One running worker; :meth:`wait` delivers its events on the waiting thread and returns its status.
-
-    The reader thread only moves JSON lines from the worker's stdout into a queue; ``on_event`` runs on
-    the thread that calls :meth:`wait`, so callers never need locks for their bookkeeping.
-    """
-
-    def __init__(
-        self,
-        module: str,
-        args: list[str],
-        out_dir: Path,
-        *,
-        on_event: EventHandler | None = None,
-        python: str = sys.executable,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.out_dir = out_dir
-        self.on_event = on_event
-        self.stderr_path = out_dir / "worker.log"
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.proc = start_worker(module, args, out_dir, python, dict(env or {}))
-        self.reader = threading.Thread(
-            target=read_events,
-            args=(self.proc.stdout, self.events.put),
-            name="benchd-worker-events",
-            daemon=True,
-        )
-        self.reader.start()
-
-    def _deliver(self, timeout_s: float) -> bool:
-        try:
-            event = self.events.get(timeout=timeout_s)
-        except queue.Empty:
-            return False
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:  # a broken progress display or bookkeeping bug must not break the run
-                logger.exception("worker event handler failed")
-        return True
-
-    def _drain(self) -> None:
-        self.reader.join(timeout=5.0)
-        while self._deliver(0.0):
-            pass
-
-    def wait(self, timeout_s: float, cancel: threading.Event | None) -> int | None:
-        """Wait for the worker; kill its group at ``timeout_s`` or when ``cancel`` is set (then None)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._deliver(0.1):
-                continue
-            code = self.proc.poll()
-            if code is not None:
-                self._drain()
-                return code
-            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
-                kill_group(self.proc)
-                self._drain()
-                return None
-
-
 def run_worker(
     module: str,
     args: list[str],
@@ -211,20 +89,41 @@ def run_worker(
     on_event: EventHandler | None = None,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    limits: WorkerLimits | None = None,
 ) -> WorkerEnd:
     """Run ``python -m module args`` as a worker until it ends, and say how it ended.
 
-    The one launcher of both workers (a run and a comparison batch): its own process group, a timeout,
-    ``cancel``, the result file, and the same error kinds (``worker_crashed``, ``timeout``,
-    ``interrupted``, or the worker's own). ``what`` names the job in messages ("the run",
-    "the comparison"). Never raises for a failed worker.
+    The one launcher of both workers (a run and a comparison batch): a supervisor and process group of
+    their own, an allow-listed environment plus ``env``, ``limits`` (memory, kill grace, log cap, event
+    size; default :class:`WorkerLimits`), a timeout, ``cancel``, the result file, and the same error kinds
+    (``worker_crashed``, ``timeout``, ``interrupted``, ``out_of_memory``, or the worker's own). ``what``
+    names the job in messages ("the run", "the comparison"). Never raises for a failed worker.
     """
+    limits = limits or WorkerLimits()
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "result.json").unlink(missing_ok=True)
     try:
-        worker = WorkerProcess(module, args, out_dir, on_event=on_event, python=python, env=env)
+        worker = WorkerProcess(
+            module, args, out_dir, on_event=on_event, python=python, env=env, limits=limits
+        )
     except OSError as e:
         return WorkerEnd(None, "failed", "worker_crashed", f"cannot start the worker process for {what}: {e}")
-    code = worker.wait(timeout_s, cancel)
+    try:
+        code = worker.wait(timeout_s, cancel)
+    finally:
+        worker.cleanup()
+    end = _worker_end(code, out_dir, worker, what, timeout_s, cancel)
+    return _name_memory_limit(end, limits, worker, what)
+
+
+def _worker_end(
+    code: int | None,
+    out_dir: Path,
+    worker: WorkerProcess,
+    what: str,
+    timeout_s: float,
+    cancel: threading.Event | None,
+) -> WorkerEnd:
     if code is None:
         if cancel is not None and cancel.is_set():
             return WorkerEnd(
@@ -258,6 +157,23 @@ def run_worker(
     return WorkerEnd(payload)
 
 
+def _name_memory_limit(end: WorkerEnd, limits: WorkerLimits, worker: WorkerProcess, what: str) -> WorkerEnd:
+    """Report a worker that hit its host memory limit as ``out_of_memory``, naming the limit."""
+    if not end.failed or limits.memory_limit_bytes is None or end.error_kind in ("timeout", "interrupted"):
+        return end
+    text = end.error or ""
+    if end.error_kind == "worker_crashed" and "last output" not in text:
+        text += "\n" + stderr_tail(worker.stderr_path)
+    if not any(word in text for word in _HOST_OOM_WORDS):
+        return end
+    limit = format_bytes(limits.memory_limit_bytes)
+    sentence = (
+        f"the worker of {what} ran out of memory: it may use at most {limit} of host memory "
+        f"(its memory limit, RLIMIT_DATA)"
+    )
+    return replace(end, outcome="failed", error_kind="out_of_memory", error=f"{sentence}; {end.error}")
+
+
 def run_spec(
     spec: RunSpec,
     out_dir: str | Path,
@@ -268,6 +184,8 @@ def run_spec(
     host_fingerprint: dict[str, Any] | None = None,
     meter_device: str | None = None,
     python: str = sys.executable,
+    limits: WorkerLimits | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run ``spec`` in a worker process and return its :class:`RunResult`; never raises for run failures.
 
@@ -282,6 +200,10 @@ def run_spec(
         meter_device: the device the meter reads for energy (``cuda:N`` of the scheduler slot, or a fake
             device); default: the device the worker reports.
         python: the interpreter that runs the worker.
+        limits: the worker's memory limit, kill grace, log cap and event size (default
+            :class:`WorkerLimits`).
+        env: variables added to the worker's allow-listed environment (``PYTHONPATH`` for pickled
+            model classes).
     """
     out_dir = Path(out_dir)
     started = time.time()
@@ -316,6 +238,8 @@ def run_spec(
         cancel=cancel,
         on_event=on_event,
         python=python,
+        env=env,
+        limits=limits,
     )
     payload = end.payload or {}
     fingerprint.update({k: v for k, v in payload.get("worker", {}).items() if v is not None})

@@ -1,12 +1,15 @@
-"""Wiring only: build every part of the daemon from its config, start it, stop it."""
+"""Wiring only: build every part of the daemon from its config, start it, stop it.
+
+Start-up order matters for the safety of a daemon already running (:mod:`benchd.service.lifecycle`):
+the data-dir lock before anything else, the HTTP port bound before recovery, and stale workers killed
+only once identified by pid, start time and command line (:func:`benchd.runner.procs.kill_stale_worker`).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,21 @@ from benchd.metrics.health import DaemonStats, ScrapeStats, register_daemon_coll
 from benchd.metrics.server import HTTPService, Route
 from benchd.metrics.snapshot import DeviceInfoSeries
 from benchd.records import ModelVersion, RunResult, RunSpec
+from benchd.redaction import redact_url
 from benchd.registry.factory import build_watchers
 from benchd.runner.cpus import configured_cpus, others, pin_process
+from benchd.runner.launch import WorkerLimits
+from benchd.runner.procs import kill_stale_worker
 from benchd.service.api import API
+from benchd.service.lifecycle import (
+    DataDirLock,
+    PeriodicTask,
+    StartupError,
+    bind_error,
+    check_writable,
+    one_line,
+)
+from benchd.service.recording import RetryPolicy
 from benchd.service.scheduler import PollJob, Scheduler
 from benchd.service.slots import Slot, SlotWorker
 from benchd.service.snapshots import SnapshotBuilder
@@ -35,13 +50,48 @@ logger = logging.getLogger(__name__)
 
 
 class BenchdApp:
-    """The daemon: store, devices, watchers, scheduler, device slots, exporter and HTTP server."""
+    """The daemon: store, devices, watchers, scheduler, device slots, exporter and HTTP server.
 
-    def __init__(self, config: DaemonConfig) -> None:
+    Args:
+        config: the daemon config.
+        worker_limits: each worker's memory limit, kill grace, log cap and event size (default
+            :class:`~benchd.runner.launch.WorkerLimits`: 3/4 of host RAM, 3 s, 8 MiB, 1 MiB).
+        record_retry: how long a run's end is retried while the store fails (default
+            :class:`~benchd.service.recording.RetryPolicy`).
+        stuck_grace_s: a run still ``running`` this long past its timeout is failed by the stuck-run
+            check, which runs every ``stuck_check_interval_s``.
+
+    Raises:
+        StartupError: another daemon holds the data dir, or it is not writable.
+        HistoryStoreError: the store cannot be opened.
+    """
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        worker_limits: WorkerLimits | None = None,
+        record_retry: RetryPolicy | None = None,
+        stuck_grace_s: float = 900.0,
+        stuck_check_interval_s: float = 60.0,
+    ) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = DataDirLock(self.data_dir).acquire()  # before anything else touches the data dir
+        try:
+            self._build(config, worker_limits, record_retry)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.stuck_grace_s = stuck_grace_s
+        self.stuck_check = PeriodicTask("stuck-runs", stuck_check_interval_s, self.fail_stuck_runs)
+        self.started = threading.Event()
+
+    def _build(
+        self, config: DaemonConfig, worker_limits: WorkerLimits | None, record_retry: RetryPolicy | None
+    ) -> None:
         self.runs_dir = self.data_dir / "runs"
+        check_writable(self.runs_dir)
         self.store: HistoryStore = open_store(config.store.url)
         self.devices = open_devices(
             mode=config.devices.mode, require_gpu=config.devices.require_gpu, fake=config.devices.fake
@@ -64,6 +114,7 @@ class BenchdApp:
             scrape_stats=scrape_stats,
             queue_depth=self.store.queue_depth,
             version=__version__,
+            run_states=self.store.run_state_counts,
         )
         self.exporter = MetricsExporter(self.results_cache, self.registry)
         jobs = {
@@ -96,6 +147,8 @@ class BenchdApp:
                 fingerprint=self.fingerprint,
                 after_run=self.after_run,
                 wakeup=self.wakeup,
+                limits=worker_limits,
+                retry=record_retry,
             )
             for slot in self.slots
         ]
@@ -112,7 +165,6 @@ class BenchdApp:
             calibration_batches=config.verdict.calibration_batches,
         )
         self.worker_cpus = configured_cpus(config.benchmark.cpu_set, config.benchmark.threads)
-        self.started = threading.Event()
 
     # ------------------------------------------------------------------ building blocks
     def _registry_config(self, name: str) -> Any:
@@ -258,11 +310,33 @@ class BenchdApp:
         """Ready once started and every registry was polled once."""
         return self.started.is_set() and self.scheduler.ready()
 
+    def fail_stuck_runs(self) -> None:
+        """Fail this host's runs still ``running`` far past their timeout, so they are counted."""
+        host = self.store.host if self.store.shared else None
+        if self.store.fail_stuck_runs(self.stuck_grace_s, host=host):
+            self.refresh_metrics()
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Recover interrupted runs, render metrics, start sampling, slots, scheduler and HTTP."""
-        for record in self.store.recover_interrupted():
-            _kill_stale_worker(self.runs_dir / str(record.id))
+        """Bind HTTP, recover interrupted runs, render metrics, start sampling, slots and scheduler.
+
+        Raises:
+            StartupError: the port cannot be bound, or the runs a dead daemon left cannot be read;
+                nothing was killed or changed then.
+        """
+        try:
+            self.http.start()  # before recovery: a daemon that cannot serve must not touch runs
+        except OSError as e:
+            raise bind_error(self.config.http.host, self.config.http.port, e) from e
+        try:
+            recovered = self.store.recover_interrupted()
+        except Exception as e:  # a corrupt runs table: say which store, in one sentence
+            raise StartupError(
+                f"cannot recover the runs a previous daemon left in the history store "
+                f"{redact_url(self.store.path)}: {one_line(str(e)) or type(e).__name__}"
+            ) from e
+        for record in recovered:
+            kill_stale_worker(self.runs_dir / str(record.id))
             logger.warning(
                 "run %d (%s/%s) was interrupted by a daemon stop: %s",
                 record.id,
@@ -274,10 +348,10 @@ class BenchdApp:
         # benchd's own threads (sampler, HTTP, slots) stay off the CPUs the workers time queries on
         pin_process(others(self.worker_cpus))
         self.sampler.start()
-        self.http.start()
         for worker in self.workers:
             worker.start()
         self.scheduler.start()
+        self.stuck_check.start()
         self.started.set()
         logger.info(
             "benchd %s up: %d registr%s, slots %s, store %s, HTTP on %s",
@@ -285,13 +359,14 @@ class BenchdApp:
             len(self.watchers),
             "y" if len(self.watchers) == 1 else "ies",
             ", ".join(s.name for s in self.slots),
-            self.config.store.url,
+            redact_url(self.config.store.url),
             self.http.url,
         )
 
     def stop(self) -> None:
         """Stop intake, let current runs finish within the grace period, flush and close."""
         logger.info("stopping: no new runs; current runs get %.0f s to finish", self.config.shutdown_grace_s)
+        self.stuck_check.stop()
         self.scheduler.stop()
         threads = [
             threading.Thread(target=w.stop, args=(self.config.shutdown_grace_s,)) for w in self.workers
@@ -300,14 +375,19 @@ class BenchdApp:
             t.start()
         for t in threads:
             t.join()
+        self.close()
+        logger.info("stopped")
+
+    def close(self) -> None:
+        """Release what :meth:`__init__` and :meth:`start` took (after a failed start, or by :meth:`stop`)."""
         self.http.stop()
         self.sampler.stop()
         self.devices.close()
         self.store.close()
-        logger.info("stopped")
+        self.lock.release()
 
-    def run_forever(self) -> int:
-        """Start, then serve until SIGTERM/SIGINT; return the exit status (0)."""
+    def serve_forever(self) -> int:
+        """Serve a started daemon until SIGTERM/SIGINT, then stop it; return the exit status (0)."""
         stop = threading.Event()
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -316,22 +396,16 @@ class BenchdApp:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
         while not stop.wait(1.0):
             pass
         self.stop()
         return 0
 
-
-def _kill_stale_worker(run_dir: Path) -> None:
-    """Kill a worker left behind by a daemon that died (its pid file is in the run's folder)."""
-    try:
-        pid = int((run_dir / "worker.pid").read_text())
-    except (OSError, ValueError):
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-        logger.warning("killed stale worker process group %d", pid)
-        time.sleep(0.1)
-    except (ProcessLookupError, PermissionError):
-        pass
+    def run_forever(self) -> int:
+        """Start, then serve until SIGTERM/SIGINT; return the exit status (0)."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self.serve_forever()

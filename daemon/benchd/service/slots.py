@@ -1,9 +1,10 @@
 """Device slots: one worker thread per benchmark device, running queued runs one at a time.
 
 A slot claims the next run for its device from the store (highest priority first), makes the artifact
-local (MLflow downloads), runs it in an isolated worker process, records the result, then hands the
-finished run to ``after_run`` (verdicts, exporter refresh). Every failure is recorded on the run and the
-slot carries on.
+local (MLflow downloads), runs it in a sandboxed worker process (:class:`~benchd.runner.launch.WorkerLimits`),
+records the result, then hands the finished run to ``after_run`` (verdicts, exporter refresh). Every
+failure is recorded on the run and the slot carries on; a store that fails while a run's end is written
+is retried, and a result it never takes ends the run ``failed`` (:mod:`benchd.service.recording`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from benchd.errors import RegistryError
 from benchd.history import HistoryStore, LeaseKeeper, LeaseLostError, RunRecord, lease_owner
 from benchd.records import RunResult
 from benchd.registry.base import RegistryWatcher
-from benchd.runner.launch import run_spec
+from benchd.runner.launch import WorkerLimits, run_spec
+from benchd.service.recording import RetryPolicy, record_run_end
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class SlotWorker:
         fingerprint: Callable[[str], dict[str, Any]],
         after_run: Callable[[RunRecord, RunResult, threading.Event], None],
         wakeup: threading.Condition,
+        limits: WorkerLimits | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.slot = slot
         self.store = store
@@ -60,6 +64,8 @@ class SlotWorker:
         self.fingerprint = fingerprint
         self.after_run = after_run
         self.wakeup = wakeup
+        self.limits = limits or WorkerLimits()
+        self.retry = retry or RetryPolicy()
         self.stopping = threading.Event()  # no new runs
         self.cancel = threading.Event()  # kill the current run
         self.current: int | None = None
@@ -115,10 +121,7 @@ class SlotWorker:
                 logger.error("slot %s: run %d dropped: %s", self.slot.name, record.id, e)
             except Exception as e:  # never let one run stop the slot
                 logger.exception("slot %s: run %d crashed the slot's code", self.slot.name, record.id)
-                try:
-                    self.store.fail_run(record.id, "internal", f"{type(e).__name__}: {e}", owner=self.owner)
-                except Exception:
-                    logger.exception("slot %s: cannot record run %d as failed", self.slot.name, record.id)
+                self._record(record.id, "internal", f"{type(e).__name__}: {e}")
             finally:
                 self.current = None
 
@@ -140,9 +143,7 @@ class SlotWorker:
             try:
                 mv = watcher.fetch(mv)
             except RegistryError as e:
-                self.store.fail_run(
-                    record.id, "artifact_not_found", f"cannot fetch the artifact: {e}", owner=self.owner
-                )
+                self._record(record.id, "artifact_not_found", f"cannot fetch the artifact: {e}")
                 return
             spec = dataclasses.replace(spec, model_path=mv.path)
         spec = dataclasses.replace(spec, device=self.slot.torch_device)
@@ -153,6 +154,7 @@ class SlotWorker:
             cancel=self.cancel,
             host_fingerprint=self.fingerprint(self.slot.name),
             meter_device=self.slot.name,
+            limits=self.limits,
         )
         if self.slot.torch_device != self.slot.name:
             result = relabel(result, self.slot.name)
@@ -160,20 +162,37 @@ class SlotWorker:
             self.store.requeue_run(record.id, owner=self.owner)  # a fleet host of the class takes it
             return
         if result.error_kind == "interrupted":
-            self.store.fail_run(
-                record.id, "interrupted", result.error or "interrupted", state="interrupted", owner=self.owner
-            )
+            recorded = self._record(record.id, "interrupted", result.error or "interrupted", "interrupted")
         else:
-            self.store.finish_run(record.id, result, owner=self.owner)
+            recorded = record_run_end(
+                self.store,
+                record.id,
+                lambda: self.store.finish_run(record.id, result, owner=self.owner),
+                owner=self.owner,
+                abort=self.cancel,
+                policy=self.retry,
+            )
         logger.info(
-            "slot %s: run %d: %s%s",
+            "slot %s: run %d: %s%s%s",
             self.slot.name,
             record.id,
             result.outcome,
             f" ({result.error_kind}: {result.error.splitlines()[0]})" if result.error else "",
+            "" if recorded == "recorded" else f"; its end was not recorded ({recorded})",
         )
-        if not self.cancel.is_set():
+        if recorded == "recorded" and not self.cancel.is_set():
             self.after_run(record, result, self.cancel)
+
+    def _record(self, run_id: int, kind: str, message: str, state: str = "failed") -> str:
+        """Record a run that ended without a result, retrying while the store fails."""
+        return record_run_end(
+            self.store,
+            run_id,
+            lambda: self.store.fail_run(run_id, kind, message, state=state, owner=self.owner),
+            owner=self.owner,
+            abort=self.cancel,
+            policy=self.retry,
+        )
 
 
 def relabel(result: RunResult, device: str) -> RunResult:
