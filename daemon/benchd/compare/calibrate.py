@@ -22,6 +22,7 @@ from benchd.compare.plan import ComparisonPlan
 from benchd.compare.run import compare
 from benchd.errors import BenchdError
 from benchd.records import MetricVerdict, NoiseFloor
+from benchd.runner.launch import WorkerLimits
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def calibrate(
     cancel: threading.Event | None = None,
     host_fingerprint: dict[str, Any] | None = None,
     on_batch: Callable[[int, dict[str, float]], None] | None = None,
+    limits: WorkerLimits | None = None,
 ) -> NoiseFloor:
     """Run ``batches`` A/A batches of ``plan.candidate`` against itself and return the measured floor.
 
@@ -73,6 +75,7 @@ def calibrate(
         cancel: stops the calibration (the running batch is killed).
         host_fingerprint: the parent's view of the hardware.
         on_batch: called after each batch with its index and ``{"p99": width, "p50": width, "pairs": n}``.
+        limits: each worker's limits (default: ``WorkerLimits()``).
 
     Raises:
         CalibrationError: a batch failed; nothing is measured then.
@@ -91,6 +94,7 @@ def calibrate(
             meter_device=meter_device,
             cancel=cancel,
             host_fingerprint=host_fingerprint,
+            limits=limits,
         )
         if outcome.verdict is None:
             raise CalibrationError(outcome.error_kind or "internal", outcome.error or "no verdict")

@@ -48,7 +48,7 @@ from benchd.compare.plan import ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.records import ScenarioSettings, Verdict, to_dict
 from benchd.runner.cpus import configured_cpus
-from benchd.runner.launch import EventHandler, run_worker
+from benchd.runner.launch import EventHandler, WorkerLimits, run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def compare(
     meter_device: str | None = None,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    limits: WorkerLimits | None = None,
 ) -> ComparisonOutcome:
     """Run one comparison batch and decide; never raises for a failed run (the outcome says why).
 
@@ -159,6 +160,7 @@ def compare(
             the device the worker reports.
         python: the interpreter that runs the worker.
         env: extra environment variables for the worker (e.g. ``PYTHONPATH`` for pickled model classes).
+        limits: each worker's memory limit, kill grace, log cap and event size (default: ``WorkerLimits()``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +203,7 @@ def compare(
             on_event=handle,
             python=python,
             env=env,
+            limits=limits,
         )
         if end.failed:
             return failed(end.error_kind or "internal", end.error or "")
