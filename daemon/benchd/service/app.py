@@ -163,6 +163,7 @@ class BenchdApp:
             fingerprint=self.fingerprint,
             torch_device=self._torch_device,
             calibration_batches=config.verdict.calibration_batches,
+            limits=worker_limits,
         )
         self.worker_cpus = configured_cpus(config.benchmark.cpu_set, config.benchmark.threads)
 

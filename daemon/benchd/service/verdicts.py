@@ -31,6 +31,7 @@ from benchd.errors import RegistryError
 from benchd.history import HistoryStore, RunRecord
 from benchd.records import REFUSED, ModelVersion, NoiseFloor, RunResult, ScenarioResult, Verdict, to_dict
 from benchd.registry.base import RegistryWatcher
+from benchd.runner.launch import WorkerLimits
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class VerdictMaker:
         torch_device: the device torch runs on for a slot (a fake GPU slot runs on the CPU).
         calibration_batches: A/A batches that measure a model's noise floor on a hardware class the first
             time one of its versions finishes a run there (0: never; ``benchd calibrate`` still can).
+        limits: each comparison worker's memory limit, kill grace, log cap and event size.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class VerdictMaker:
         fingerprint: Callable[[str], dict[str, Any]] = lambda slot: {},
         torch_device: Callable[[str], str] = lambda slot: slot,
         calibration_batches: int = 0,
+        limits: WorkerLimits | None = None,
     ) -> None:
         self.store = store
         self.watchers = watchers
@@ -73,6 +76,7 @@ class VerdictMaker:
         self.fingerprint = fingerprint
         self.torch_device = torch_device
         self.calibration_batches = calibration_batches
+        self.limits = limits
 
     @property
     def p99_threshold(self) -> float:
@@ -220,6 +224,7 @@ class VerdictMaker:
                 meter_device=r.device,
                 cancel=cancel,
                 host_fingerprint=self.fingerprint(r.device),
+                limits=self.limits,
             )
         except CalibrationError as e:
             logger.warning("calibration of %s on %s failed: %s", mv.model, hardware_class or "unknown", e)
@@ -279,6 +284,7 @@ class VerdictMaker:
             cancel=cancel,
             meter_device=r.device,
             host_fingerprint=fingerprint,
+            limits=self.limits,
         )
         if outcome.verdict is None:
             logger.warning(
