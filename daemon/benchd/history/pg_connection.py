@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from benchd.history.base import HistoryStoreError
 from benchd.history.schema import MIGRATIONS, Migration
+from benchd.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,6 @@ def translate(sql: str) -> str:
     if _DDL.match(sql):
         sql = translate_ddl(sql)
     return sql.replace("%", "%%").replace("?", "%s")
-
-
-def redact(url: str) -> str:
-    """Return a connection URL without its password (for messages and ``store.path``)."""
-    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1@", url)
 
 
 class PostgresConnection:
@@ -98,7 +94,7 @@ class PostgresConnections:
         timeout_s: float = 30.0,
         migrations: tuple[Migration, ...] = MIGRATIONS,
     ) -> None:
-        self.path = redact(url)
+        self.path = redact_url(url)
         self._closed = False
         # autocommit: transactions are explicit (conn.transaction()); prepare_threshold None keeps the
         # store usable behind PgBouncer in transaction mode.

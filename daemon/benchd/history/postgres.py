@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from benchd.history.base import HistoryStoreError
-from benchd.history.pg_connection import PostgresConnections, redact
+from benchd.history.pg_connection import PostgresConnections
 from benchd.history.schema import MIGRATIONS, Migration
 from benchd.history.store import DEFAULT_LEASE_S, SQLHistoryStore
+from benchd.redaction import redact_url
 
 #: benchd's own URL query options and their types (everything else is passed to libpq).
 URL_OPTIONS: Mapping[str, type] = {
@@ -42,7 +43,7 @@ def split_url_options(url: str) -> tuple[str, dict[str, float | int]]:
                 options[key] = URL_OPTIONS[key](value)
             except ValueError as exc:
                 raise HistoryStoreError(
-                    redact(url), f"store URL option {key}={value!r} is not a number"
+                    redact_url(url), f"store URL option {key}={value!r} is not a number"
                 ) from exc
         else:
             kept.append((key, value))
