@@ -202,11 +202,6 @@ def test_unknown_routes_and_methods(served: Served) -> None:
     assert served.request("GET", HOOK)[0] == 405
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.py/app.py: the poll find_version triggers queues the version first (no baseline, poll "
-    "priority); the API's enqueue is deduplicated and answers that run, so the baseline asked for is dropped",
-)
 def test_a_requested_baseline_is_kept_for_a_version_not_polled_yet(served: Served) -> None:
     served.registry.publish("mlp", "1")
     status, body = served.post_run({"model": "mlp", "version": "1", "baseline": "0"})

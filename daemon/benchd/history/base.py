@@ -232,6 +232,9 @@ class HistoryStore(CursorStore, Protocol):
     ) -> None:
         """Record a run that ended without a result."""
 
+    def promote_queued_run(self, run_id: int, priority: int, baseline: str | None = None) -> bool:
+        """Raise a still-queued run's priority and set its baseline; False when it is not queued."""
+
     def requeue_run(self, run_id: int, *, owner: str | None = None) -> None:
         """Put a running run back in the queue (its host is stopping)."""
 

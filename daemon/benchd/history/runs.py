@@ -8,6 +8,7 @@ serialises writers, so both are empty there); ``self._db.lock`` serialises enque
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from benchd.history.base import (
     spec_key,
 )
 from benchd.history.database import Database, SQLConnection
+from benchd.history.recovery import fail_interrupted
 from benchd.history.results import insert_results, load_latencies
 from benchd.records import (
     OUTCOMES,
@@ -169,7 +171,7 @@ class RunQueueMixin:
                     ).fetchone()
                     if row is None or row[1] < max_attempts:
                         break
-                    _fail_interrupted(conn, row[0], row[1], now, "its host stopped renewing the lease")
+                    fail_interrupted(conn, row[0], row[1], now, "its host stopped renewing the lease")
                 if row is not None:
                     logger.warning("taking over run %d (lease expired, attempt %d)", row[0], row[1] + 1)
             if row is None:
@@ -267,6 +269,27 @@ class RunQueueMixin:
             )
         logger.info("run %d %s: %s: %s", run_id, state, kind, message)
 
+    def promote_queued_run(self, run_id: int, priority: int, baseline: str | None = None) -> bool:
+        """Raise a run that is still queued to ``priority`` and give it ``baseline``; False when not queued.
+
+        An explicit request (the API) for a version a poll queued a moment before is deduplicated into that
+        run: this makes the run what was asked for (its priority, its baseline) instead of dropping it.
+        """
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT state, spec_json, priority FROM runs WHERE id = ?" + self._db.for_update, (run_id,)
+            ).fetchone()
+            if row is None or row[0] != QUEUED:
+                return False
+            spec = decode_json(RunSpec, row[1])
+            if baseline is not None:
+                spec = dataclasses.replace(spec, baseline=baseline)
+            conn.execute(
+                "UPDATE runs SET priority = ?, spec_json = ? WHERE id = ?",
+                (max(int(priority), int(row[2])), json.dumps(to_dict(spec)), run_id),
+            )
+        return True
+
     def requeue_run(self, run_id: int, *, owner: str | None = None) -> None:
         """Put a running run back in the queue (its host stops: another host of the class takes it).
 
@@ -282,35 +305,6 @@ class RunQueueMixin:
                 (QUEUED, run_id),
             )
         logger.info("run %d re-queued", run_id)
-
-    def recover_interrupted(self, max_attempts: int = 2) -> list[RunRecord]:
-        """Deal with runs a crash left ``running``: re-queue those with attempts left, fail the rest.
-
-        A run that used ``max_attempts`` claims ends ``failed`` with ``error_kind`` ``interrupted``.
-        Call once at start-up, before any worker claims a run. Runs held under a lease that has not
-        expired belong to a live host of the fleet and are left alone. Returns the changed runs.
-        """
-        now = self._clock()
-        with self._db.write() as conn:
-            rows = conn.execute(
-                "SELECT id, attempts FROM runs WHERE state = ? AND "
-                "(lease_expires_unix_s IS NULL OR lease_expires_unix_s < ?) ORDER BY id"
-                + self._db.skip_locked,
-                (RUNNING, now),
-            ).fetchall()
-            for run_id, attempts in rows:
-                if attempts < max_attempts:
-                    conn.execute(
-                        "UPDATE runs SET state = ?, started_unix_s = NULL, lease_owner = NULL, "
-                        "lease_expires_unix_s = NULL WHERE id = ?",
-                        (QUEUED, run_id),
-                    )
-                else:
-                    _fail_interrupted(conn, run_id, attempts, now, "the daemon stopped mid-run")
-            recovered = [self._get_run(conn, run_id) for run_id, _ in rows]
-        for run in recovered:
-            logger.warning("run %d was interrupted; now %s (attempts %d)", run.id, run.state, run.attempts)
-        return recovered
 
     def get_run(self, run_id: int) -> RunRecord | None:
         """Return the run with this id, or None."""
@@ -364,43 +358,6 @@ class RunQueueMixin:
                 counts[state] = int(n)
         return counts
 
-    def fail_stuck_runs(self, grace_s: float, host: str | None = None) -> list[RunRecord]:
-        """Fail the runs still ``running`` ``grace_s`` seconds past their timeout; return them.
-
-        A run whose worker was killed at its timeout ends within seconds, so one still running long after
-        it was lost (a slot hung, or every write of its end failed): failing it makes it visible in
-        ``benchd_runs_total``. Only the runs ``host`` claimed are considered (a fleet host never fails
-        another's); with ``host`` None, every running run.
-        """
-        now = self._clock()
-        failed = []
-        with self._db.write() as conn:
-            rows = conn.execute(
-                "SELECT id, started_unix_s, spec_json, host FROM runs WHERE state = ?" + self._db.skip_locked,
-                (RUNNING,),
-            ).fetchall()
-            for run_id, started, spec_json, run_host in rows:
-                if host is not None and run_host != host:
-                    continue
-                timeout_s = float(json.loads(spec_json).get("timeout_s") or 0.0)
-                if started is None or now < started + timeout_s + grace_s:
-                    continue
-                message = (
-                    f"still running {now - started:.0f} s after it started, past its timeout of "
-                    f"{timeout_s:g} s plus {grace_s:g} s: benchd lost track of it (its slot hung, or "
-                    "recording its end failed)"
-                )
-                conn.execute(
-                    "UPDATE runs SET state = 'failed', ended_unix_s = ?, error_kind = 'internal', error = ?, "
-                    "lease_expires_unix_s = NULL WHERE id = ?",
-                    (now, message, run_id),
-                )
-                failed.append(run_id)
-            records = [self._get_run(conn, run_id) for run_id in failed]
-        for run in records:
-            logger.error("run %d (%s %s) failed: %s", run.id, run.model, run.version, run.error)
-        return records
-
     def _get_run(self, conn: SQLConnection, run_id: int) -> RunRecord:
         row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run_from_row(row)
@@ -418,14 +375,6 @@ class RunQueueMixin:
             )
         if row[0] in TERMINAL_RUN_STATES:
             raise HistoryStoreError(self._db.path, f"run {run_id} already ended ({row[0]})")
-
-
-def _fail_interrupted(conn: SQLConnection, run_id: int, attempts: int, now: float, why: str) -> None:
-    conn.execute(
-        "UPDATE runs SET state = 'failed', ended_unix_s = ?, error_kind = 'interrupted', error = ?, "
-        "lease_expires_unix_s = NULL WHERE id = ?",
-        (now, f"interrupted {attempts} times ({why})", run_id),
-    )
 
 
 def _filters(**columns: Any) -> tuple[str, tuple[Any, ...]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchd.history.database import Database
 from benchd.history.floors import FloorsMixin
+from benchd.history.recovery import RecoveryMixin
 from benchd.history.results import ResultsMixin
 from benchd.history.runs import RunQueueMixin
 from benchd.records import ModelVersion
@@ -33,7 +34,7 @@ def _version_from_row(row: tuple[Any, ...]) -> ModelVersion:
     )
 
 
-class SQLHistoryStore(RunQueueMixin, ResultsMixin, FloorsMixin):
+class SQLHistoryStore(RunQueueMixin, RecoveryMixin, ResultsMixin, FloorsMixin):
     """The history store over a :class:`~benchd.history.database.Database` (SQLite or PostgreSQL).
 
     Subclasses open the backend; everything else is shared. ``shared`` says whether several hosts use

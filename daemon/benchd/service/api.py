@@ -149,9 +149,7 @@ class API:
             raise HTTPError(400, "bad_request", "expected a JSON object")
         model, version = body.get("model"), body.get("version")
         if not isinstance(model, str) or not model or not _is_version(version):
-            raise HTTPError(
-                400, "bad_request", "'model' (a string) and 'version' (a string or integer) are required"
-            )
+            raise HTTPError(400, "bad_request", "'model' and 'version' are required")
         baseline = body.get("baseline")
         if baseline is not None and not _is_version(baseline):
             raise HTTPError(400, "bad_request", "'baseline' must be a version or an alias")
@@ -176,6 +174,11 @@ class API:
             ]
             if not pending:
                 raise HTTPError(409, "not_queued", "the run could not be queued")
+            for run in pending:  # queued a moment ago by a poll: make it the run that was asked for
+                if run.state == QUEUED:
+                    self.store.promote_queued_run(
+                        run.id, PRIORITY_API, str(baseline) if baseline is not None else None
+                    )
             ids = [pending[0].id]
         return json_response({"run_id": ids[0], "run_ids": ids}, status=202)
 
