@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from benchd_dashboards.panel_queries import (
     panel_queries,
     render_expr,
 )
+from tests.system_tools import require_tool
 
 from benchd.metrics import names
 
@@ -126,9 +126,7 @@ def test_every_queried_metric_is_in_the_contract() -> None:
 
 def test_every_query_is_valid_promql_after_substitution(tmp_path: Path) -> None:
     """promtool parses each rendered panel query (as a recording rule expression)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     rules = []
     for name, dashboard in load_dashboards().items():
         for i, q in enumerate(panel_queries(dashboard)):

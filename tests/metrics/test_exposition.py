@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+from tests.system_tools import require_tool
 
 from benchd.metrics import names
 from benchd.metrics.cache import MetricsExporter, ResultsCache
@@ -99,9 +99,7 @@ def test_exposition_parses_in_both_formats(live_registry) -> None:
 
 
 def test_promtool_check_metrics_passes_on_a_real_exposition(live_registry) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     registry, stats, _ = live_registry()
     stats.record_poll("local", "ok")
     cache = ResultsCache()
@@ -116,9 +114,7 @@ def test_promtool_check_metrics_passes_on_a_real_exposition(live_registry) -> No
 
 def test_promtool_check_metrics_catches_a_bad_name() -> None:
     """The lint must be able to fail: a counter without _total in the text format."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     bad = b"# HELP benchd_runs Runs.\n# TYPE benchd_runs counter\nbenchd_runs 1\n"
     result = subprocess.run(
         [promtool, "check", "metrics"], input=bad, capture_output=True, timeout=60, check=False

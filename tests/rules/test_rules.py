@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.system_tools import require_tool
 
 from benchd.metrics import names
 
@@ -20,10 +20,7 @@ README_URL = "https://github.com/benchd/benchd/blob/main/README.md#alert-"
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus' (it ships promtool)")
-    return path
+    return require_tool("promtool")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
