@@ -93,9 +93,26 @@ def test_exposition_parses_in_both_formats(live_registry) -> None:
     assert om_families["benchd_runs"].type == "counter"
     assert om_families["benchd_model_version"].type == "info"
     assert om_families["benchd_registry_polls"].type == "counter"
-    assert set(om_families) == {spec.family for spec in names.ALL_METRICS}
+    runtime = {n for n in om_families if n.startswith(("process_", "python_"))}  # prometheus_client's
+    assert set(om_families) - runtime == {spec.family for spec in names.ALL_METRICS}
     text_names = {s.name[: -len("_total")] if s.kind == "counter" else s.name for s in names.ALL_METRICS}
-    assert set(text_families) == text_names
+    assert {n for n in text_families if not n.startswith(("process_", "python_"))} == text_names
+
+
+def test_the_daemon_process_exports_its_own_process_and_python_metrics(live_registry) -> None:
+    import prometheus_client
+
+    global_before = set(prometheus_client.REGISTRY._collector_to_names)
+    registry, _, _ = live_registry()
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
+                 "process_start_time_seconds"):  # fmt: skip
+        assert registry.get_sample_value(name) is not None and registry.get_sample_value(name) >= 0, name
+    assert registry.get_sample_value("python_gc_collections_total", {"generation": "0"}) is not None
+    info = next(f for f in registry.collect() if f.name == "python_info")
+    assert info.samples[0].labels["implementation"]
+    for collector in ("process", "python", "gc"):
+        assert registry.get_sample_value("benchd_scrape_collector_success", {"collector": collector}) == 1.0
+    assert set(prometheus_client.REGISTRY._collector_to_names) == global_before  # never the global one
 
 
 def test_promtool_check_metrics_passes_on_a_real_exposition(live_registry) -> None:

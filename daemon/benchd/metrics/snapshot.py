@@ -230,9 +230,14 @@ def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[st
 def limit_versions(snapshot: ResultsSnapshot, k: int) -> ResultsSnapshot:
     """Return the snapshot with results and verdicts of only the latest ``k`` versions of each model.
 
-    Run counts, energy totals, devices and roles are kept whole (they are bounded without it).
+    The champion (the deployed version) is kept too, however old: its verdict must keep alerting until a
+    newer verdict clears it. Run counts, energy totals, devices and roles are kept whole (they are bounded
+    without it).
     """
-    keep = latest_versions(snapshot, k)
+    keep = {model: set(versions) for model, versions in latest_versions(snapshot, k).items()}
+    for role in snapshot.roles:
+        if role.role == "champion":
+            keep.setdefault(role.model, set()).add(role.version)
     results = tuple(r for r in snapshot.results if r.version in keep.get(r.model, ()))
     verdicts = tuple(v for v in snapshot.verdicts if v.version in keep.get(v.model, ()))
     if len(results) == len(snapshot.results) and len(verdicts) == len(snapshot.verdicts):

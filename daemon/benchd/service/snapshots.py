@@ -153,11 +153,19 @@ class SnapshotBuilder:
         return {model: tuple(versions) for model, versions in order.items()}
 
     def _verdicts(self) -> tuple[tuple[VerdictSeries, ...], tuple[VersionRole, ...]]:
+        """Every version's latest verdict per series, and the roles.
+
+        A regressed version stays visible (and the deployed champion's regression keeps alerting) until a
+        newer verdict on that same version clears it: a verdict on the next version does not replace it.
+        ``candidate`` and ``baseline`` roles come from each series' newest verdict; ``champion`` from the
+        registry.
+        """
         series: list[VerdictSeries] = []
         roles: set[tuple[str, str, str]] = {(m, v, "champion") for m, v in self._champions.items()}
         for verdict in self.store.latest_verdicts():
             roles.add((verdict.model, verdict.candidate_version, "candidate"))
             roles.add((verdict.model, verdict.baseline_version, "baseline"))
+        for verdict in self.store.latest_verdicts(per_version=True):
             for m in verdict.metrics:
                 if m.state == "more":
                     continue
