@@ -164,17 +164,33 @@ def test_provisioning_files() -> None:
     assert providers[0]["type"] == "file" and providers[0]["options"]["path"]
 
 
-def test_grafana_alert_is_generated_from_the_prometheus_rule() -> None:
-    alerts = yaml.safe_load((PROVISIONING / "alerting" / "benchd-alerts.yml").read_text())
-    rule = alerts["groups"][0]["rules"][0]
+def test_grafana_alerts_are_generated_from_the_prometheus_rules() -> None:
+    alerts = yaml.safe_load((REPO / "grafana" / "alerting" / "benchd-alerts.yml").read_text())
     prom = yaml.safe_load((REPO / "deploy" / "prometheus" / "benchd-rules.yml").read_text())
-    rules = [r for g in prom["groups"] for r in g["rules"]]
-    source = next(r for r in rules if r.get("alert") == "BenchdP99LatencyRegression")
-    assert rule["title"] == "BenchdP99LatencyRegression"
-    assert rule["data"][0]["model"]["expr"] == source["expr"].strip()
-    assert rule["for"] == source["for"] and rule["labels"] == source["labels"]
-    assert rule["annotations"]["runbook_url"] == source["annotations"]["runbook_url"]
-    refs = {d["refId"]: d for d in rule["data"]}
-    assert rule["condition"] in refs and refs[rule["condition"]]["model"]["type"] == "threshold"
-    assert all(d["datasourceUid"] in {"prometheus", "__expr__"} for d in rule["data"])
-    assert "$values.LOW" in rule["annotations"]["description"]
+    sources = {r["alert"]: r for g in prom["groups"] for r in g["rules"] if "alert" in r}
+    rules = alerts["groups"][0]["rules"]
+    assert [r["title"] for r in rules] == [
+        "BenchdP99LatencyRegression", "BenchdThroughputRegression", "BenchdEnergyRegression",
+    ]  # fmt: skip
+    for rule in rules:
+        source = sources[rule["title"]]
+        assert rule["data"][0]["model"]["expr"] == source["expr"].strip()
+        assert rule["for"] == source["for"]
+        # Grafana interpolates environment variables into provisioned labels: every $ is escaped
+        assert rule["labels"] == {k: v.replace("$", "$$") for k, v in source["labels"].items()}
+        assert "$$labels.role" in rule["labels"]["severity"]
+        for link in ("runbook_url", "dashboard_url"):
+            assert rule["annotations"][link] == source["annotations"][link]
+        refs = {d["refId"]: d for d in rule["data"]}
+        assert rule["condition"] in refs and refs[rule["condition"]]["model"]["type"] == "threshold"
+        assert all(d["datasourceUid"] in {"prometheus", "__expr__"} for d in rule["data"])
+        assert "$values.LOW" in rule["annotations"]["description"]
+        assert "$$" not in rule["annotations"]["description"]  # annotations are not interpolated
+
+
+def test_grafana_alerts_are_not_provisioned_next_to_the_prometheus_rules() -> None:
+    """They are alternatives: provisioning/ holds no alert rules, or each regression would notify twice."""
+    files = sorted(PROVISIONING.rglob("*.y*ml"))
+    assert files  # datasources and dashboards
+    with_rules = [f for f in files if "groups" in (yaml.safe_load(f.read_text()) or {})]
+    assert with_rules == [], "Grafana alert rules are provisioned by default"
