@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from benchd.metrics.snapshot import (
+    ChangePointSeries,
     DeviceInfoSeries,
     EnergyTotal,
     HistogramState,
@@ -77,4 +78,5 @@ def small_snapshot() -> ResultsSnapshot:
                VersionRole("resnet50", "3", "champion")),
         version_order={"resnet50": ("1", "2", "3", "4")},
         taken_unix_s=1_700_020_000.0,
+        change_points=(ChangePointSeries("resnet50", "3", "server", "cuda:0", 1, 1.18),),
     )

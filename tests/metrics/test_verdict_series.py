@@ -28,7 +28,7 @@ def _verdict(candidate: str, baseline: str, state: str, ratio: float, decided: f
 def store(tmp_path: Path):
     store = open_store(f"sqlite:///{tmp_path / 'benchd.sqlite'}")
     for v in ("1", "2", "3", "4"):
-        store.record_version(ModelVersion("m", v, "local"))
+        store.record_version(ModelVersion("m", v, "local"))  # more versions are recorded by tests as needed
     yield store
     store.close()
 
@@ -73,3 +73,31 @@ def test_the_champions_regression_stays_exported_beyond_the_latest_k(store) -> N
     assert _detected(_render(builder, 1)) == {"4": 0.0}  # only the latest version
     builder.set_champion("m", "2")  # v2 is deployed: its regression must keep alerting
     assert _detected(_render(builder, 1)) == {"2": 1.0, "4": 0.0}
+
+
+def test_a_creep_across_versions_is_exported_as_a_change_point_on_the_version_that_starts_it(store) -> None:
+    from tests.history.conftest import _run_result, _scenario_result, _spec
+
+    before, after = (
+        [0.010, 0.0101, 0.0099, 0.010, 0.0102, 0.0098],
+        [0.013, 0.0131, 0.0129, 0.013, 0.0132, 0.0128],
+    )
+    for i, p99_s in enumerate(before + after, start=1):
+        spec = _spec(model="m", version=str(i))
+        store.record_version(ModelVersion("m", str(i), "local"))
+        run_id = store.enqueue_run(spec, reason="test")
+        assert store.claim_next_run("cpu").id == run_id
+        store.finish_run(run_id, _run_result(spec, (_scenario_result(p99_s=p99_s),), ended_unix_s=1e9 + i))
+    builder = SnapshotBuilder(store)
+    (point,) = builder.build().change_points
+    assert (point.model, point.version, point.scenario, point.batch_size) == ("m", "7", "single_stream", 1)
+    assert point.ratio == pytest.approx(1.3, rel=0.02)
+    cache = _render(builder, 12)
+    assert (
+        'benchd_change_point_ratio{batch_size="1",device="cpu",model="m",scenario="single_stream",version="7"}'
+        in (cache.body().decode())
+    )
+    assert builder.build().change_points == (point,)  # cached: no new run, same answer
+    assert (
+        "benchd_change_point_ratio{" not in _render(builder, 3).body().decode()
+    )  # v7 is not among the latest 3

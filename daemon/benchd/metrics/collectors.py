@@ -191,6 +191,11 @@ class ResultsCollector:
         yield ratio
         yield detected
         yield state
+        change = family(names.CHANGE_POINT_RATIO)
+        for c in sorted(snapshot.change_points, key=lambda c: (c.model, c.version, c.scenario, c.device,
+                                                               c.batch_size)):  # fmt: skip
+            change.add_metric([c.model, c.version, c.scenario, c.device, str(c.batch_size)], c.ratio)
+        yield change
 
     def _info_families(self, snapshot: ResultsSnapshot) -> Iterator[Metric]:
         roles = family(names.MODEL_VERSION_INFO)

@@ -141,6 +141,21 @@ class VerdictSeries:
 
 
 @dataclass(frozen=True)
+class ChangePointSeries:
+    """A change point in a series' per-run P99 history, filed under the version whose run starts it.
+
+    ``ratio`` is the new segment's mean P99 over the previous segment's.
+    """
+
+    model: str
+    version: str
+    scenario: str
+    device: str
+    batch_size: int
+    ratio: float
+
+
+@dataclass(frozen=True)
 class RunCount:
     """All runs of a model's scenario that ended with ``outcome`` (ok, failed, timeout, invalid)."""
 
@@ -197,6 +212,7 @@ class ResultsSnapshot:
     roles: tuple[VersionRole, ...] = ()
     version_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     taken_unix_s: float = 0.0
+    change_points: tuple[ChangePointSeries, ...] = ()
 
 
 def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[str]]:
@@ -240,6 +256,11 @@ def limit_versions(snapshot: ResultsSnapshot, k: int) -> ResultsSnapshot:
             keep.setdefault(role.model, set()).add(role.version)
     results = tuple(r for r in snapshot.results if r.version in keep.get(r.model, ()))
     verdicts = tuple(v for v in snapshot.verdicts if v.version in keep.get(v.model, ()))
-    if len(results) == len(snapshot.results) and len(verdicts) == len(snapshot.verdicts):
+    change_points = tuple(c for c in snapshot.change_points if c.version in keep.get(c.model, ()))
+    if (len(results), len(verdicts), len(change_points)) == (
+        len(snapshot.results),
+        len(snapshot.verdicts),
+        len(snapshot.change_points),
+    ):
         return snapshot
-    return dataclasses.replace(snapshot, results=results, verdicts=verdicts)
+    return dataclasses.replace(snapshot, results=results, verdicts=verdicts, change_points=change_points)
