@@ -54,7 +54,7 @@ def result_series(model: str, version: str, scenario: str = "server", *, seed: i
 
 def small_snapshot() -> ResultsSnapshot:
     """Two models, four versions of one (only the latest three exported), a verdict, run counts."""
-    results = [result_series("resnet50", str(v), seed=v) for v in (1, 2, 3, 4)]
+    results = [result_series("resnet50", str(v), seed=v, latency_bound_s=0.015) for v in (1, 2, 3, 4)]
     results.append(result_series("resnet50", "4", "offline", seed=9, batch_size=8, throttled=True))
     results.append(result_series("bert", "1", seed=5, energy_j=None, energy_per_sample_j=None, power_w={}))
     verdicts = [

@@ -124,6 +124,7 @@ class ResultsCollector:
         simple: list[tuple[MetricSpec, Callable[[ResultSeries], float | None]]] = [
             (names.RUN_THROUGHPUT_QPS, lambda r: r.throughput_qps),
             (names.RUN_THROUGHPUT_SPS, lambda r: r.throughput_sps),
+            (names.RUN_LATENCY_BOUND, lambda r: r.latency_bound_s),
             (names.RUN_ENERGY, lambda r: r.energy_j),
             (names.RUN_ENERGY_PER_SAMPLE, lambda r: r.energy_per_sample_j),
         ]

@@ -116,6 +116,7 @@ class ResultSeries:
     energy_per_sample_j: float | None = None
     power_w: Mapping[str, float] = field(default_factory=dict)
     throttled: bool = False
+    latency_bound_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ class SnapshotBuilder:
                 energy_per_sample_j=r.energy.energy_per_sample_j if measured else None,
                 power_w=power,
                 throttled=bool(r.telemetry and r.telemetry.throttled),
+                latency_bound_s=r.latency_bound_s,
             )
         results = tuple(_with_histogram(s, histograms[k]) for k, s in latest.items())
         verdicts, roles = self._verdicts()
