@@ -4,11 +4,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.mlflow_server import free_port
 
 LOG_LINE = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b.*: ")
 
 
+@pytest.mark.slow
 def test_demo_tells_its_story_on_a_clean_console_and_logs_the_daemon_to_a_file(tmp_path):
     demo = tmp_path / "demo"
     proc = subprocess.run(

@@ -21,11 +21,18 @@ DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VARIA
 """Every panel, variable and annotation queries the Prometheus the ``datasource`` variable picks: no uid
 is hard-coded, so the dashboards import into any Grafana whatever its datasource is called."""
 TAGS = ["benchd"]
-SERIES = 'model="$model", scenario="$scenario", device="$device", instance=~"$instance"'
+SERIES = 'model="$model", scenario=~"$scenario", device="$device", instance=~"$instance"'
 """Label matchers of the Model dashboard's variables (``scenario`` is one value inside a repeated row)."""
 
 VERDICT_THRESHOLD = 0.10
 """benchd's default ``verdict.threshold`` t: ratio panels draw dashed lines at 1 - t and 1 + t."""
+
+BOUND_STYLE = [
+    dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
+    dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+    dm.DynamicConfigValue(id_val="custom.showPoints", value="never"),
+]
+"""Field override for a series that is a bound (the server scenario's latency bound): a dashed red line."""
 
 # Units (Grafana unit ids). Counts of things are "short"; a ratio reads best as "1.150x".
 RATIO = "suffix:x"
@@ -64,13 +71,19 @@ def ratio_bounds(higher_is_better: bool = False) -> db.ThresholdsConfig:
     return thresholds((None, "blue"), (low, "green"), (high, "red"))
 
 
-def link_to_model(title: str, *, model: str, version: str, scenario: str = "", device: str = "") -> db.DashboardLink:
+def link_to_model(
+    title: str, *, model: str, version: str, scenario: str = "", device: str = ""
+) -> db.DashboardLink:
     """A data link to the Model dashboard with model and version (and scenario, device) filled in.
 
     Args are Grafana data-link expressions, e.g. ``${__data.fields.model}`` (tables) or
     ``${__field.labels.model}`` (time series).
     """
-    params = [f"var-{DATASOURCE_VARIABLE}=${{{DATASOURCE_VARIABLE}}}", f"var-model={model}", f"var-version={version}"]
+    params = [
+        f"var-{DATASOURCE_VARIABLE}=${{{DATASOURCE_VARIABLE}}}",
+        f"var-model={model}",
+        f"var-version={version}",
+    ]
     if scenario:
         params.append(f"var-scenario={scenario}")
     if device:
