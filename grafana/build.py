@@ -1,6 +1,6 @@
 """Build benchd's Grafana dashboards and Grafana-managed alerts from code.
 
-    python grafana/build.py           # (re)write grafana/dashboards/*.json and the alerting provisioning
+    python grafana/build.py           # (re)write grafana/dashboards/*.json and grafana/alerting/
     python grafana/build.py --check   # exit 1 when the committed files differ from what the code builds
 
 Needs grafana-foundation-sdk==1769699379!11.6.0 (the ``grafana`` extra).
@@ -27,7 +27,7 @@ def outputs() -> dict[Path, str]:
         for name, module in (("overview", overview), ("model", model), ("daemon", daemon))
     }
     alerts = alerting.to_yaml(alerting.build_provisioning(RULES))
-    files[GRAFANA_DIR / "provisioning" / "alerting" / "benchd-alerts.yml"] = alerts
+    files[GRAFANA_DIR / "alerting" / "benchd-alerts.yml"] = alerts
     return files
 
 

@@ -8,7 +8,6 @@ only), and authentication is ``trust`` for the cluster's superuser ``benchd``. S
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -20,20 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.mlflow_server import free_port
+from tests.system_tools import require_tool
 
 SUPERUSER = "benchd"
 
 
 def _bin(name: str) -> str:
     """Return the path of a PostgreSQL server program (PATH, else Debian's versioned folder)."""
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[::-1]), None
-    )
-    if found is None:
-        raise RuntimeError(
-            f"{name} not found: install Debian's postgresql package (apt-get install postgresql)"
-        )
-    return found
+    return require_tool(name)
 
 
 def _as_owner() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from tests.mlflow_server import free_port
+from tests.system_tools import require_tool
 
 
 def start_prometheus(
@@ -26,8 +26,7 @@ def start_prometheus(
         AssertionError: the ``prometheus`` binary is missing (install Debian's ``prometheus``) or it does
             not become ready.
     """
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed: apt-get install prometheus (.ci/run does)"
+    binary = require_tool("prometheus")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -102,16 +103,29 @@ def test_unknown_version_exits_2_with_a_sentence(config, registry, capsys):
     assert code == 2 and "no registry named 'prod'" in capsys.readouterr().err
 
 
-def test_first_version_has_no_baseline_and_is_inconclusive(config, tmp_path, capsys):
+def test_first_version_passes_as_no_baseline_unless_a_baseline_is_required(config, tmp_path, capsys):
     champion = Path(yaml.safe_load(config.read_text())["registries"][0]["root"]) / "m" / "champion"
     args = ["check", "--config", str(config), "--model", "m", "--version", "1"]
     assert champion.read_text().strip() == "1"  # the champion is the candidate itself: look for older
-    assert main(args) == 3
-    assert "no baseline to compare with" in capsys.readouterr().out
-    junit = tmp_path / "j.xml"
-    assert main([*args, "--inconclusive-passes", "--junit", str(junit)]) == 0
+    junit, report = tmp_path / "j.xml", tmp_path / "report.json"
+    assert main([*args, "--junit", str(junit), "--json", str(report)]) == 0
+    out = capsys.readouterr().out  # --json FILE: the table still prints
+    assert "result: NO_BASELINE (no verdict) (passes: nothing to compare with yet" in out
+    assert re.search(r"^all +- +- +- +- +- +no_baseline$", out, flags=re.M), out
+    doc = json.loads(report.read_text())
+    assert (doc["status"], doc["exit_code"], doc["verdicts"]) == ("no_baseline", 0, [])
+    assert "no older version" in doc["no_baseline"]
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite.get("failures") == "0" and suite.get("tests") == "1"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("1", "0", "1")
+    assert suite.find("testcase/skipped").get("type") == "no_baseline"
+    assert suite.find("properties/property[@name='status']").get("value") == "no_baseline"
+
+    assert main([*args, "--require-baseline", "--junit", str(junit), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)  # bare --json: the report on stdout instead of the table
+    assert (doc["status"], doc["exit_code"], doc["require_baseline"]) == ("no_baseline", 3, True)
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("failures"), suite.get("skipped")) == ("1", "0")
+    assert suite.find("testcase/failure").get("type") == "no_baseline"
 
 
 # -------------------------------------------------------------------------------------------- daemon mode
@@ -136,7 +150,21 @@ class FakeDaemon(http.server.BaseHTTPRequestHandler):
     post_status = 202
     post_body: dict = {"run_id": 7}
     records: list[dict] = []  # returned in turn; the last one repeats
+    runs: list[dict] = []  # GET /api/v1/runs?model=...
+    failures: dict[str, list[int | str]] = {}  # per method, answered first: an HTTP status, or "drop"
     seen: list[tuple[str, str, dict, dict]] = []
+
+    def _failed(self) -> bool:
+        failures = type(self).failures.get(self.command)
+        if not failures:
+            return False
+        failure = failures.pop(0)
+        if failure == "drop":  # close the connection without an answer: a connection error
+            self.close_connection = True
+            self.connection.shutdown(2)
+        else:
+            self._send(int(failure), {"error": "unavailable", "reason": "warming up"})
+        return True
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -150,10 +178,16 @@ class FakeDaemon(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         type(self).seen.append(("POST", self.path, dict(self.headers), body))
-        self._send(self.post_status, self.post_body)
+        if not self._failed():
+            self._send(self.post_status, self.post_body)
 
     def do_GET(self) -> None:  # noqa: N802
         type(self).seen.append(("GET", self.path, dict(self.headers), {}))
+        if self._failed():
+            return
+        if self.path.startswith("/api/v1/runs?"):
+            self._send(200, {"runs": type(self).runs})
+            return
         if self.path != "/api/v1/runs/7":
             self._send(404, {"error": "not_found", "reason": f"no run {self.path}"})
             return
@@ -166,8 +200,8 @@ class FakeDaemon(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeDaemon]]:
-    handler = type("Handler", (FakeDaemon,), {"seen": [], "records": [], "post_status": 202,
-                                              "post_body": {"run_id": 7}})  # fmt: skip
+    handler = type("Handler", (FakeDaemon,), {"seen": [], "records": [], "runs": [], "failures": {},
+                                              "post_status": 202, "post_body": {"run_id": 7}})  # fmt: skip
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -180,7 +214,7 @@ def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeDaemon]]:
 
 def _check(daemon: type[FakeDaemon], *extra: str) -> int:
     return main(["--log-level", "WARNING", "check", "--daemon", daemon.url, "--model", "m", "--version", "5",
-                 "--poll-interval", "0.02", *extra])  # fmt: skip
+                 "--poll-interval", "0.02", "--retry-initial-s", "0.05", *extra])  # fmt: skip
 
 
 def test_daemon_regressed_run(daemon, capsys):
@@ -243,12 +277,57 @@ def test_daemon_errors_exit_2_with_a_sentence(daemon, capsys, monkeypatch):
     assert "gave up after --timeout 0.3s: run 7 is still running" in capsys.readouterr().err
 
 
-def test_unreachable_daemon_exits_2(capsys):
+def test_unreachable_daemon_is_retried_until_the_timeout_then_exits_2(capsys):
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = main(["check", "--daemon", f"http://127.0.0.1:{port}", "--model", "m", "--version", "5"])
+    code = main(["check", "--daemon", f"http://127.0.0.1:{port}", "--model", "m", "--version", "5",
+                 "--timeout", "1s", "--retry-initial-s", "0.1"])  # fmt: skip
     assert code == 2
-    assert f"cannot reach the benchd daemon at http://127.0.0.1:{port}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"asking the daemon at http://127.0.0.1:{port} failed (ConnectionError" in err
+    assert "retrying in 0.1 s (attempt 1)" in err and "retrying in 0.2 s (attempt 2)" in err
+    assert "gave up after --timeout 1s: asking the daemon at" in err and "last: ConnectionError" in err
+
+
+def test_daemon_transient_failures_are_retried_with_backoff_and_said(daemon, capsys):
+    daemon.failures = {"POST": [503, "drop"], "GET": [500, "drop"]}
+    daemon.records = [_record("running"), {**_record("ok"), "verdicts": [to_dict(_verdict("regressed"))]}]
+    assert _check(daemon, "--json") == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["status"] == "regressed" and doc["retries"] == 4
+    retries = [line for line in captured.err.splitlines() if "retrying in" in line]
+    assert len(retries) == 4, captured.err
+    assert "asking the daemon at" in retries[0] and "HTTP 503: warming up" in retries[0]
+    assert "ConnectionError" in retries[1] and "reading run 7" in retries[2] and "HTTP 500" in retries[2]
+    waits = [float(re.search(r"retrying in ([0-9.]+) s", line).group(1)) for line in retries]
+    assert waits == [0.05, 0.1, 0.05, 0.1]  # exponential per request, from --retry-initial-s
+    assert [m for m, *_ in daemon.seen].count("POST") == 3  # two failed tries, then the queued run
+
+
+def test_daemon_failing_past_the_timeout_gives_up_with_the_last_error(daemon, capsys):
+    daemon.failures = {"POST": [503] * 1000}
+    assert _check(daemon, "--timeout", "0.5s") == 2
+    err = capsys.readouterr().err
+    assert "retrying in" in err
+    assert re.search(r"gave up after --timeout 0.5s: asking the daemon at \S+ failed \d+ time\(s\), "
+                     r"last: HTTP 503: warming up", err), err  # fmt: skip
+
+
+def test_daemon_without_another_version_passes_as_no_baseline(daemon, tmp_path, capsys):
+    daemon.records = [_record("ok")]  # benchmarked, no verdict
+    daemon.runs = [_record("ok")]  # and no other version has a run
+    assert _check(daemon, "--json", str(tmp_path / "r.json")) == 0
+    assert "result: NO_BASELINE" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "no_baseline"
+    assert _check(daemon, "--require-baseline") == 3
+    capsys.readouterr()
+
+    other = {**_record("ok"), "version": "4"}
+    daemon.runs = [_record("ok"), other]  # an older version has runs: no verdict is undecided, not a pass
+    assert _check(daemon) == 3
+    out = capsys.readouterr().out
+    assert "result: INCONCLUSIVE" in out and "although versions 4 have runs" in out

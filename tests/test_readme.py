@@ -16,13 +16,44 @@ def code_blocks(lang):
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
-def test_readme_opens_with_install_and_test_commands_and_ci_runs_the_test_command():
+def test_readme_opens_with_install_and_test_commands():
     first, second = code_blocks("bash")[:2]
-    assert first.strip().startswith("python3.11 -m venv .venv") and "pip install torch==2.13.0" in first
-    assert first.strip().endswith("benchd demo")
-    assert "python -m pytest" in second
+    steps = [part.strip() for part in first.strip().split("&&")]
+    assert steps[0] == "python3.11 -m venv .venv"
+    assert steps[1] == ".venv/bin/pip install torch==2.13.0"  # torch pinned, before the project
+    assert steps[2].startswith(".venv/bin/pip install") and steps[2].split()[-1] == "."
+    assert steps[3] == ".venv/bin/benchd demo" and len(steps) == 4
+    assert second.strip() == "bash .ci/run"
+
+
+def test_ci_run_installs_everything_then_lints_and_runs_the_whole_suite():
     ci = (REPO / ".ci" / "run").read_text()
-    assert second.strip() in ci.splitlines()
+    lines = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    script = "\n".join(lines)
+    for package in ("prometheus", "prometheus-alertmanager", "systemd", "postgresql"):
+        assert re.search(rf"apt-get install[^\n]*\\\n[^\n]*\b{package}\b", script), package
+    assert 'SUDO="sudo"' in script and "id -u" in script
+    order = [
+        ci.index('pip install -q "torch==${TORCH_VERSION}"'),
+        ci.index("pip install -q -e '.[test]'"),
+        ci.index("ruff check daemon tests bench"),
+        ci.index("Type check"),
+        ci.index('python -m pytest "$@"'),
+    ]
+    assert order == sorted(order), "torch, then the test extra, ruff, the type check slot, pytest"
+    assert "TORCH_VERSION=2.13.0" in ci
+
+
+def test_a_missing_tool_fails_with_one_sentence_naming_the_debian_package():
+    from tests.system_tools import missing_tool_message, require_tool
+
+    for tool, package in (("promtool", "prometheus"), ("amtool", "prometheus-alertmanager"),
+                          ("systemd-analyze", "systemd"), ("initdb", "postgresql")):  # fmt: skip
+        sentence = missing_tool_message(tool)
+        assert f"install the Debian package {package} " in sentence
+        assert sentence.endswith(".") and "\n" not in sentence
+    with pytest.raises(pytest.fail.Exception, match="is not installed: install"):
+        require_tool("benchd-no-such-tool")
 
 
 def benchd_commands():

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Write the Kubernetes manifests that are copies of other files, so each has one source of truth.
 
-- ``prometheusrule.yaml``: a PrometheusRule whose ``spec.groups`` are exactly the groups of
-  ``deploy/prometheus/benchd-rules.yml`` (the file Prometheus loads in docker-compose).
+- ``prometheusrule.yaml``: a PrometheusRule whose ``spec.groups`` are the groups of
+  ``deploy/prometheus/benchd-rules.yml`` with its ``${BENCHD_DOCS_URL}`` and ``${BENCHD_GRAFANA_URL}``
+  addresses rendered (``deploy/render_rules.py``; ``--docs-url``/``--grafana-url``, else the environment
+  variables, else its defaults: the committed manifest uses the defaults, so regenerate it with yours).
 - ``configmap.yaml``: the ConfigMap ``benchd-config`` holding ``deploy/benchd.yaml`` verbatim.
 
 Run it after editing either source; ``--check`` exits 1 when a committed manifest is stale::
 
-    python deploy/kubernetes/generate_prometheusrule.py [--check]
+    python deploy/kubernetes/generate_prometheusrule.py [--check] [--docs-url URL] [--grafana-url URL]
 
 Needs only the standard library and PyYAML.
 """
@@ -15,6 +17,7 @@ Needs only the standard library and PyYAML.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,26 +54,37 @@ def _dump(doc: dict[str, Any]) -> str:
                      allow_unicode=True)
 
 
-def load_rule_groups(rules_file: Path) -> list[dict[str, Any]]:
-    """The rule groups of a Prometheus rules file.
+def _renderer() -> Any:
+    """deploy/render_rules.py, loaded by path (it is a script beside this one, not a package)."""
+    spec = importlib.util.spec_from_file_location("benchd_render_rules", DEPLOY / "render_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_rule_groups(rules_file: Path, urls: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The rule groups of a Prometheus rules file, its address placeholders rendered with ``urls``.
 
     Raises:
-        ValueError: when the file has no ``groups`` list.
+        ValueError: when the file has no ``groups`` list, or a URL is unusable.
     """
-    doc = yaml.safe_load(rules_file.read_text(encoding="utf-8"))
+    render = _renderer()
+    text = render.render(rules_file.read_text(encoding="utf-8"), urls or render.base_urls())
+    doc = yaml.safe_load(text)
     groups = doc.get("groups") if isinstance(doc, dict) else None
     if not isinstance(groups, list) or not groups:
         raise ValueError(f"{rules_file}: expected a non-empty `groups:` list")
     return groups
 
 
-def render_prometheusrule(rules_file: Path) -> str:
-    """The PrometheusRule manifest carrying ``rules_file``'s groups unchanged."""
+def render_prometheusrule(rules_file: Path, urls: dict[str, str] | None = None) -> str:
+    """The PrometheusRule manifest carrying ``rules_file``'s groups, addresses rendered."""
     doc = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": "benchd", "namespace": NAMESPACE, "labels": dict(LABELS)},
-        "spec": {"groups": load_rule_groups(rules_file)},
+        "spec": {"groups": load_rule_groups(rules_file, urls)},
     }
     return HEADER.format(source="deploy/prometheus/benchd-rules.yml") + RULE_HINT + _dump(doc)
 
@@ -97,9 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG_FILE, help="benchd daemon config")
     parser.add_argument("--out-dir", type=Path, default=HERE, help="where the manifests go")
     parser.add_argument("--check", action="store_true", help="only report manifests that differ")
+    parser.add_argument("--docs-url", help="where benchd's README (the runbooks) lives")
+    parser.add_argument("--grafana-url", help="your Grafana (dashboard links)")
     args = parser.parse_args(argv)
+    try:
+        urls = _renderer().base_urls(args.docs_url, args.grafana_url)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
     outputs = {
-        "prometheusrule.yaml": render_prometheusrule(args.rules),
+        "prometheusrule.yaml": render_prometheusrule(args.rules, urls),
         "configmap.yaml": render_configmap(args.config),
     }
     stale = []

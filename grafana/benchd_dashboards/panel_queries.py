@@ -79,6 +79,15 @@ def panel_queries(dashboard: dict) -> list[PanelQuery]:
     return found  # fmt: skip
 
 
+def annotation_queries(dashboard: dict) -> list[PanelQuery]:
+    """Every Prometheus annotation query (``panel_title`` is the annotation's name, ``ref_id`` empty)."""
+    return [
+        PanelQuery(dashboard["uid"], a.get("name", ""), "annotation", "", a["expr"], False)
+        for a in dashboard.get("annotations", {}).get("list", [])
+        if a.get("expr")
+    ]
+
+
 def dashboard_variables(dashboard: dict) -> list[Variable]:
     """The dashboard's query variables, in order."""
     found = []

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from tests.system_tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -23,13 +21,6 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def tool(name: str, install_hint: str) -> str:
-    """Path of a command-line validator: the virtualenv's bin first, then PATH. Fails when absent.
-
-    A missing validator fails the test rather than skipping it: a skipped check is not a pass.
-    """
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"`{name}` not found; install it: {install_hint}")
-    return found
+def tool(name: str) -> str:
+    """Path of a command-line validator (see :func:`tests.system_tools.require_tool`): fails when absent."""
+    return require_tool(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,15 +70,38 @@ def test_kustomization_lists_every_manifest_exactly_once(manifests):
     assert namespaces == {kustomization["namespace"]} == {manifests["namespace.yaml"]["metadata"]["name"]}
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without BENCHD_DOCS_URL / BENCHD_GRAFANA_URL: the committed manifest uses defaults."""
+    return {k: v for k, v in os.environ.items() if k not in ("BENCHD_DOCS_URL", "BENCHD_GRAFANA_URL")}
+
+
 def test_committed_generated_manifests_are_up_to_date():
     assert RULES_FILE.is_file(), f"{RULES_FILE} is missing: it is the source of prometheusrule.yaml"
     result = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, env=_clean_env())
     assert result.returncode == 0, result.stderr
 
 
-def test_prometheusrule_carries_exactly_the_rules_files_groups(manifests, rule_groups):
-    assert manifests["prometheusrule.yaml"]["spec"] == {"groups": rule_groups}
+def test_prometheusrule_carries_the_rules_files_groups_with_addresses_rendered(manifests):
+    text = RULES_FILE.read_text(encoding="utf-8")
+    rendered = text.replace("${BENCHD_DOCS_URL}", "https://github.com/benchd/benchd/blob/main")
+    rendered = rendered.replace("${BENCHD_GRAFANA_URL}", "http://localhost:3000")
+    assert manifests["prometheusrule.yaml"]["spec"] == {"groups": yaml.safe_load(rendered)["groups"]}
+    assert "${BENCHD_" not in (KUBE / "prometheusrule.yaml").read_text(encoding="utf-8")
+
+
+def test_generator_renders_the_addresses_it_is_given(tmp_path):
+    argv = [sys.executable, str(GENERATOR), "--out-dir", str(tmp_path), "--docs-url",
+            "https://docs.example.com/benchd", "--grafana-url", "https://grafana.example.com/"]
+    subprocess.run(argv, check=True, timeout=60, env=_clean_env())
+    rules = [r for g in load_yaml(tmp_path / "prometheusrule.yaml")["spec"]["groups"] for r in g["rules"]]
+    alerts = [r for r in rules if "alert" in r]
+    assert alerts and all(r["annotations"]["runbook_url"].startswith("https://docs.example.com/benchd/README.md#")
+                          for r in alerts)  # fmt: skip
+    assert all(r["annotations"]["dashboard_url"].startswith("https://grafana.example.com/d/") for r in alerts)
+    bad = subprocess.run([*argv[:4], "--docs-url", "docs.example.com"], capture_output=True, text=True,
+                         timeout=60, env=_clean_env())  # fmt: skip
+    assert bad.returncode == 2 and "BENCHD_DOCS_URL must be an absolute http(s) URL" in bad.stderr
 
 
 def test_generator_copies_rule_groups_verbatim(tmp_path):

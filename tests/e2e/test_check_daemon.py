@@ -21,6 +21,7 @@ def slow_mlp(tmp_path_factory):
     return write_model(tmp_path_factory.mktemp("slow") / "mlp", "mlp", width=6.0)
 
 
+@pytest.mark.slow
 def test_check_against_a_daemon_exits_1_for_a_slower_version(daemon_factory, zoo, slow_mlp, tmp_path):
     d = daemon_factory({"verdict": VERDICT, "benchmark": QUICK_BENCHMARK}).start()
     shutil.copytree(zoo["mlp"], d.models / "mlp" / "1")

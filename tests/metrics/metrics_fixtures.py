@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from benchd.metrics.snapshot import (
+    ChangePointSeries,
     DeviceInfoSeries,
     EnergyTotal,
     HistogramState,
@@ -53,7 +54,7 @@ def result_series(model: str, version: str, scenario: str = "server", *, seed: i
 
 def small_snapshot() -> ResultsSnapshot:
     """Two models, four versions of one (only the latest three exported), a verdict, run counts."""
-    results = [result_series("resnet50", str(v), seed=v) for v in (1, 2, 3, 4)]
+    results = [result_series("resnet50", str(v), seed=v, latency_bound_s=0.015) for v in (1, 2, 3, 4)]
     results.append(result_series("resnet50", "4", "offline", seed=9, batch_size=8, throttled=True))
     results.append(result_series("bert", "1", seed=5, energy_j=None, energy_per_sample_j=None, power_w={}))
     verdicts = [
@@ -77,4 +78,5 @@ def small_snapshot() -> ResultsSnapshot:
                VersionRole("resnet50", "3", "champion")),
         version_order={"resnet50": ("1", "2", "3", "4")},
         taken_unix_s=1_700_020_000.0,
+        change_points=(ChangePointSeries("resnet50", "3", "server", "cuda:0", 1, 1.18),),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+from tests.system_tools import require_tool
 
 from benchd.metrics import names
 from benchd.metrics.cache import MetricsExporter, ResultsCache
@@ -73,9 +73,7 @@ def test_golden_file_holds_the_whole_contract() -> None:
         wanted = set(spec.labels)
         for sample in family.samples:
             assert wanted <= set(sample.labels) | {"le"}, (spec.name, sample)
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     result = subprocess.run(
         [promtool, "check", "metrics"],
         input=GOLDEN.read_bytes(),
@@ -135,15 +133,30 @@ def test_exposition_parses_in_both_formats(live_registry) -> None:
     assert om_families["benchd_runs"].type == "counter"
     assert om_families["benchd_model_version"].type == "info"
     assert om_families["benchd_registry_polls"].type == "counter"
-    assert set(om_families) == {spec.family for spec in names.ALL_METRICS}
+    runtime = {n for n in om_families if n.startswith(("process_", "python_"))}  # prometheus_client's
+    assert set(om_families) - runtime == {spec.family for spec in names.ALL_METRICS}
     text_names = {s.name[: -len("_total")] if s.kind == "counter" else s.name for s in names.ALL_METRICS}
-    assert set(text_families) == text_names
+    assert {n for n in text_families if not n.startswith(("process_", "python_"))} == text_names
+
+
+def test_the_daemon_process_exports_its_own_process_and_python_metrics(live_registry) -> None:
+    import prometheus_client
+
+    global_before = set(prometheus_client.REGISTRY._collector_to_names)
+    registry, _, _ = live_registry()
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
+                 "process_start_time_seconds"):  # fmt: skip
+        assert registry.get_sample_value(name) is not None and registry.get_sample_value(name) >= 0, name
+    assert registry.get_sample_value("python_gc_collections_total", {"generation": "0"}) is not None
+    info = next(f for f in registry.collect() if f.name == "python_info")
+    assert info.samples[0].labels["implementation"]
+    for collector in ("process", "python", "gc"):
+        assert registry.get_sample_value("benchd_scrape_collector_success", {"collector": collector}) == 1.0
+    assert set(prometheus_client.REGISTRY._collector_to_names) == global_before  # never the global one
 
 
 def test_promtool_check_metrics_passes_on_a_real_exposition(live_registry) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     registry, stats, _ = live_registry()
     stats.record_poll("local", "ok")
     cache = ResultsCache()
@@ -158,9 +171,7 @@ def test_promtool_check_metrics_passes_on_a_real_exposition(live_registry) -> No
 
 def test_promtool_check_metrics_catches_a_bad_name() -> None:
     """The lint must be able to fail: a counter without _total in the text format."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
+    promtool = require_tool("promtool")
     bad = b"# HELP benchd_runs Runs.\n# TYPE benchd_runs counter\nbenchd_runs 1\n"
     result = subprocess.run(
         [promtool, "check", "metrics"], input=bad, capture_output=True, timeout=60, check=False

@@ -62,8 +62,10 @@ def test_only_latest_k_versions_are_exported(snapshot: ResultsSnapshot) -> None:
     assert _registry(snapshot, k=3).get_sample_value("benchd_run_duration_seconds", v1) is None
     assert _registry(snapshot, k=4).get_sample_value("benchd_run_duration_seconds", v1) == 31.5
     only_latest = _registry(snapshot, k=1)
-    assert only_latest.get_sample_value("benchd_run_duration_seconds", {**SERIES, "version": "3"}) is None
+    assert only_latest.get_sample_value("benchd_run_duration_seconds", {**SERIES, "version": "2"}) is None
     assert only_latest.get_sample_value("benchd_run_duration_seconds", SERIES) == 31.5
+    # the champion (v3, deployed) stays exported however old: its verdict must keep alerting
+    assert only_latest.get_sample_value("benchd_run_duration_seconds", {**SERIES, "version": "3"}) == 31.5
 
 
 def test_verdict_gauges(snapshot: ResultsSnapshot) -> None:

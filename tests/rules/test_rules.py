@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.system_tools import require_tool
 
 from benchd.metrics import names
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
+RENDER = REPO / "deploy" / "render_rules.py"
 RULES = PROM_DIR / "benchd-rules.yml"
 RULE_TESTS = sorted((PROM_DIR / "tests").glob("*.test.yml"))
-README_URL = "https://github.com/benchd/benchd/blob/main/README.md#alert-"
+RUNBOOK = "${BENCHD_DOCS_URL}/README.md#alert-"
+REGRESSION_ALERTS = ("BenchdP99LatencyRegression", "BenchdThroughputRegression", "BenchdEnergyRegression")
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool not found: install the Debian package 'prometheus' (it ships promtool)")
-    return path
+    return require_tool("promtool")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,11 +61,62 @@ def test_every_alert_has_severity_summary_description_and_readme_runbook() -> No
     for rule in alerts:
         name = rule["alert"]
         assert re.fullmatch(r"Benchd[A-Za-z0-9]+", name), name
-        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        if name not in REGRESSION_ALERTS:  # those choose critical or warning by role (tested below)
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], name
-        assert annotations["runbook_url"] == README_URL + name.lower(), name
+        assert annotations["runbook_url"] == RUNBOOK + name.lower(), name
+        assert annotations["dashboard_url"].startswith("${BENCHD_GRAFANA_URL}/d/benchd-"), name
         assert "for" in rule, f"{name} has no for: (alerts latch on for:)"
+
+
+def test_addresses_are_placeholders_named_once_each_never_hard_coded() -> None:
+    text = "\n".join(line for line in RULES.read_text().splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"https?://", text), "a hard-coded address in the rules"
+    tokens = set(re.findall(r"\$\{(BENCHD_[A-Z_]+)\}", text))
+    assert tokens == {"BENCHD_DOCS_URL", "BENCHD_GRAFANA_URL"}
+    alerts = _alerts()
+    assert text.count("${BENCHD_DOCS_URL}") == len(alerts)  # in every runbook_url, nowhere else
+    assert text.count("${BENCHD_GRAFANA_URL}") == len(alerts)  # in every dashboard_url
+
+
+def test_the_rendered_rules_have_the_deployed_addresses_and_no_placeholder_left(tmp_path: Path) -> None:
+    rendered = tmp_path / "benchd-rules.yml"
+    result = subprocess.run(
+        [sys.executable, str(RENDER), str(RULES), str(rendered), "--docs-url",
+         "https://git.example.com/ml/benchd/-/blob/main/", "--grafana-url", "https://grafana.example.com"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = rendered.read_text()
+    assert "${BENCHD_" not in text
+    assert _run("check", "rules", str(rendered)).returncode == 0
+    groups = yaml.safe_load(text)["groups"]
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        name = rule["alert"]
+        assert rule["annotations"]["runbook_url"] == (
+            f"https://git.example.com/ml/benchd/-/blob/main/README.md#alert-{name.lower()}"
+        )
+        assert rule["annotations"]["dashboard_url"].startswith("https://grafana.example.com/d/benchd-")
+
+
+def test_render_refuses_a_bad_base_url(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(RENDER), str(RULES), str(tmp_path / "r.yml"), "--grafana-url", "grafana:3000"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "BENCHD_GRAFANA_URL must be an absolute http(s) URL" in result.stderr
+    assert not (tmp_path / "r.yml").exists()
+
+
+def test_regression_alerts_page_for_the_champion_and_latch() -> None:
+    for rule in (r for r in _alerts() if r["alert"] in REGRESSION_ALERTS):
+        assert (
+            rule["labels"]["severity"]
+            == '{{ if eq $labels.role "champion" }}critical{{ else }}warning{{ end }}'
+        )
+        assert 'role="champion"' in rule["expr"] and 'role="candidate"' in rule["expr"]
+        assert rule["for"] == "1m" and rule["keep_firing_for"] == "10m", rule["alert"]
 
 
 def test_required_alerts_are_present() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from benchd.cli import bench, calibrate, check, config, demo, history, run
+from benchd.cli.logs import LOG_FORMATS, setup_logging
 from benchd.version import __version__
 
 #: Modules that each add one or more subcommands with ``add_parser(subparsers)``, in ``--help`` order.
@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log verbosity [default: INFO]",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text: one line per record for people; json: one JSON object per line (time, level, logger, "
+        "message and the record's fields) for log collectors [default: text]",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in COMMAND_MODULES:
@@ -40,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``benchd`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level, args.log_format)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

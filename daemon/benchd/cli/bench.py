@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import threading
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from benchd.cli.logs import route_console
+from benchd.cli.output import add_json_option, json_replaces_table, write_json
 from benchd.cli.run import print_config_error
 from benchd.cli.tables import format_seconds, format_table
 from benchd.config import DTYPES, BenchConfig, DaemonConfig, load_yaml, parse_duration_s, read_any_config
@@ -87,7 +90,7 @@ def add_parser(sub: Any) -> None:
         choices=("auto", "nvml", "fake", "none"),
         help="how energy and telemetry are read [default: the daemon config's devices.mode, else auto]",
     )
-    p.add_argument("--json", metavar="FILE", help="also write the RunResult as JSON to FILE ('-' for stdout)")
+    add_json_option(p, "the RunResult")
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -98,7 +101,11 @@ def add_parser(sub: Any) -> None:
 
 
 class Progress:
-    """A one-line progress bar driven by the worker's events (redrawn on a TTY, plain lines otherwise)."""
+    """A one-line progress bar driven by the worker's events (redrawn on a TTY, plain lines otherwise).
+
+    Every other line written while the bar is up goes through :meth:`write_line`, which clears the bar
+    first, so a log record and the bar never share a line.
+    """
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
@@ -107,6 +114,8 @@ class Progress:
         self.label = "starting worker"
         self.started = time.monotonic()
         self.expected_s = 0.0
+        self._lock = threading.Lock()
+        self._drawn = False  # the bar is on the current line
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="benchd-progress", daemon=True)
 
@@ -119,8 +128,24 @@ class Progress:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-            self.stream.write("\r\033[K")
+        with self._lock:
+            self._clear()
             self.stream.flush()
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\033[K")
+            self._drawn = False
+
+    def write_line(self, text: str) -> None:
+        """Write one whole line above the bar (the bar is redrawn on its next tick)."""
+        with self._lock:
+            self._clear()
+            self.stream.write(text.rstrip("\n") + "\n")
+            self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        self.write_line(text)
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Handle one worker event."""
@@ -130,23 +155,23 @@ class Progress:
             self.started = time.monotonic()
             self.expected_s = float(event.get("warmup_s", 0)) + float(event.get("min_duration_s", 0))
             if self.enabled and not self.tty:
-                self.stream.write(f"running {self.label} (about {self.expected_s:.0f} s)\n")
+                self._write(f"running {self.label} (about {self.expected_s:.0f} s)")
         elif kind == "progress" and event.get("message") != "measure":
             self.label = f"{event['scenario']}: {event['message']}"
         elif kind == "skipped" and self.enabled and not self.tty:
-            self.stream.write(f"skipping {event['scenario']} bs={event['batch_size']}\n")
+            self._write(f"skipping {event['scenario']} bs={event['batch_size']}")
         elif kind == "scenario_done" and self.enabled and not self.tty:
-            self.stream.write(
-                f"  done: p50 {format_seconds(event['p50_s'])}  p99 {format_seconds(event['p99_s'])}\n"
-            )
+            self._write(f"  done: p50 {format_seconds(event['p50_s'])}  p99 {format_seconds(event['p99_s'])}")
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
             elapsed = time.monotonic() - self.started
             frac = min(1.0, elapsed / self.expected_s) if self.expected_s else 0.0
             bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
-            self.stream.write(f"\r\033[K[{bar}] {frac:4.0%} {elapsed:5.1f}s  {self.label}")
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(f"\r\033[K[{bar}] {frac:4.0%} {elapsed:5.1f}s  {self.label}")
+                self.stream.flush()
+                self._drawn = True
 
 
 def _energy(r: Any) -> str:
@@ -255,6 +280,11 @@ def _read_config(path: str | None, devices: str | None) -> tuple[BenchConfig, tu
     return config, (devices or "auto", None)
 
 
+def _printed_by_bench(record: logging.LogRecord) -> bool:
+    """The launcher's warning that the run failed: ``cmd_bench`` prints that failure itself, once."""
+    return record.name == "benchd.runner.launch" and str(record.msg).startswith("run of ")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``benchd bench``."""
     try:
@@ -298,7 +328,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         devices = DeviceContext(*devices_config)
         try:
-            with Progress(sys.stderr, not args.quiet) as progress:
+            with (
+                Progress(sys.stderr, not args.quiet) as progress,
+                route_console(progress.write_line, drop=_printed_by_bench),
+            ):
                 result = run_folder(
                     folder,
                     config,
@@ -311,16 +344,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 )
         finally:
             devices.close()
-    summary = json.dumps(to_dict(result), indent=1)
-    (out_dir / "summary.json").write_text(summary)
-    if args.json == "-":
-        print(summary)
-    elif args.json:
-        Path(args.json).write_text(summary)
+    doc = to_dict(result)
+    (out_dir / "summary.json").write_text(json.dumps(doc, indent=1))
+    if args.json:
+        try:
+            write_json(doc, args.json)
+        except BenchdError as e:
+            print(f"benchd bench: {e}", file=sys.stderr)
+            return EXIT_USAGE
     if not result.ok:
         print(f"benchd bench: run failed ({result.error_kind}): {result.error}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json != "-":
+    if not json_replaces_table(args.json):
         device = result.fingerprint.get("device_name") or result.device
         print(
             f"model {result.model} version {result.version} on {result.device} ({device}), "

@@ -89,6 +89,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
     from benchd.compare.run import plan_comparison
     from benchd.config import load_daemon_config
     from benchd.devices.context import DeviceContext
+    from benchd.runner.cpus import others, pin_process
 
     if args.batches < 1:
         raise BenchdError(f"--batches must be at least 1, got {args.batches}")
@@ -115,6 +116,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
             allow_pickle=registry_cfg.allow_pickle,
             allow_native_code=registry_cfg.allow_native_code,
         )
+        pin_process(others(plan.candidate.cpus))  # this process's threads off the worker's CPUs
         print(
             f"calibrating {args.model} {version.version} ({settings.name}, {device}): {args.batches} A/A "
             f"batches of up to {plan.time_cap_s:g} s / {plan.max_pairs} pairs",

@@ -1,33 +1,29 @@
 """``benchd check``: did this model version regress against its baseline? For CI/CD after a deploy.
 
-Against a running daemon (``--daemon URL``) it asks for the comparison over the HTTP API and waits; without
-one it finds the version in the configured registries and runs the comparison batch here. It prints a table
-(metric, baseline, candidate, ratio, interval, verdict), or JSON with ``--json``, and writes JUnit XML with
-``--junit FILE``. Exit status: 0 pass (unchanged or improved), 1 regressed, 2 error, 3 inconclusive (0 with
-``--inconclusive-passes``).
+Against a running daemon (``--daemon URL``, :mod:`benchd.cli.check_daemon`) it asks for the comparison over
+the HTTP API and waits; without one it finds the version in the configured registries and runs the
+comparison batch here. It prints a table (metric, baseline, candidate, ratio, interval, verdict), JSON with
+``--json [FILE]``, and JUnit XML with ``--junit FILE``. Exit status: 0 pass (unchanged or improved, or
+``no_baseline``: nothing to compare with yet), 1 regressed, 2 error, 3 inconclusive (0 with
+``--inconclusive-passes``) or no baseline with ``--require-baseline``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchd.cli.check_report import (
-    NO_BASELINE,
-    CheckReport,
-    format_report,
-    junit_xml,
-)
+from benchd.cli.check_daemon import check_with_daemon
+from benchd.cli.check_report import CheckReport, format_report, junit_xml
+from benchd.cli.output import add_json_option, json_replaces_table, write_json
 from benchd.config import parse_duration_s
 from benchd.errors import BenchdError
-from benchd.records import COMPLETED_RUN_STATES, SCENARIOS, TERMINAL_RUN_STATES, Verdict, from_dict
+from benchd.records import SCENARIOS
 
 _POLL_S = 2.0
 
@@ -41,11 +37,12 @@ def add_parser(sub: Any) -> None:
         "previous version) in one batch of interleaved trials, and exit with the verdict. With --daemon it "
         "asks a running benchd over its API and waits; without, it runs the batch on this machine, using "
         "the daemon config's registries, benchmark and verdict settings.",
-        epilog="Exit status: 0 pass (every metric unchanged or improved), 1 regressed, 2 error (registry or "
-        "daemon unreachable, unknown model or version, the comparison failed), 3 inconclusive (the batch "
-        "could not decide within its pairs and time cap, or there is no baseline to compare with, e.g. the "
-        "model's first version); --inconclusive-passes (or verdict.inconclusive_passes in the config) turns "
-        "3 into 0.",
+        epilog="Exit status: 0 pass (every metric unchanged or improved; or no_baseline: there is no "
+        "baseline to compare with yet, e.g. the model's first version), 1 regressed, 2 error (registry or "
+        "daemon unreachable past --timeout, unknown model or version, the comparison failed), 3 "
+        "inconclusive (the batch could not decide within its pairs and time cap; --inconclusive-passes, or "
+        "verdict.inconclusive_passes in the config, turns it into 0), or no baseline with "
+        "--require-baseline.",
     )
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--version", required=True, help="the candidate version")
@@ -62,7 +59,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--scenario", action="append", metavar="NAME", help=f"only these scenarios ({', '.join(SCENARIOS)})"
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    add_json_option(p, "the report")
     p.add_argument(
         "--junit", metavar="FILE", help="also write JUnit XML (a testcase per scenario and metric)"
     )
@@ -70,14 +67,25 @@ def add_parser(sub: Any) -> None:
         "--inconclusive-passes", action="store_true", default=None, help="exit 0 instead of 3 when undecided"
     )
     p.add_argument(
+        "--require-baseline",
+        action="store_true",
+        help="fail (exit 3) when there is no baseline to compare with, instead of passing as no_baseline",
+    )
+    p.add_argument(
         "--token-env",
         default="BENCHD_API_TOKEN",
         metavar="VAR",
         help="environment variable holding the daemon's API token [default: BENCHD_API_TOKEN]",
     )
-    p.add_argument("--timeout", default="30m", help="give up (exit 2) after this long [default: 30m]")
+    p.add_argument(
+        "--timeout",
+        default="30m",
+        help="give up (exit 2) after this long; with --daemon, connection errors, timeouts and 5xx answers "
+        "are retried with exponential backoff until then [default: 30m]",
+    )
     p.add_argument("--out", metavar="DIR", help="local mode: keep the trials' raw latencies here")
     p.add_argument("--poll-interval", type=float, default=_POLL_S, help=argparse.SUPPRESS)
+    p.add_argument("--retry-initial-s", type=float, default=0.5, help=argparse.SUPPRESS)  # first backoff
     p.set_defaults(handler=cmd_check)
 
 
@@ -87,6 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         model=args.model, version=str(args.version), mode="daemon" if args.daemon else "local"
     )
     report.inconclusive_passes = bool(args.inconclusive_passes)
+    report.require_baseline = bool(args.require_baseline)
     try:
         timeout_s = parse_duration_s(args.timeout, "--timeout")
         if args.daemon:
@@ -98,14 +107,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.scenario:
         wanted = {n.strip() for s in args.scenario for n in s.split(",")}
         report.verdicts = [v for v in report.verdicts if v.scenario in wanted]
-    if args.json:
-        print(json.dumps(report.to_json(), indent=1))
-    else:
+    for target, write in (
+        (args.json, lambda t: write_json(report.to_json(), t)),
+        (args.junit, lambda t: Path(t).write_text(junit_xml(report), encoding="utf-8")),
+    ):
+        if target:
+            try:
+                write(target)
+            except (BenchdError, OSError) as e:  # the report still prints; the gate says it broke
+                report.errors.append(str(e) if isinstance(e, BenchdError) else f"cannot write {target}: {e}")
+    if not json_replaces_table(args.json):
         print(format_report(report))
     for sentence in report.errors:
         print(f"benchd check: {sentence}", file=sys.stderr)
-    if args.junit:
-        Path(args.junit).write_text(junit_xml(report), encoding="utf-8")
     return report.exit_code
 
 
@@ -123,6 +137,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     from benchd.compare.run import compare, plan_comparison
     from benchd.config import load_daemon_config
     from benchd.devices.context import DeviceContext
+    from benchd.runner.cpus import others, pin_process
 
     config = load_daemon_config(args.config)
     if args.inconclusive_passes is None:
@@ -137,7 +152,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
         requested=args.baseline,
     )
     if choice.version is None:
-        report.notes.append(f"{NO_BASELINE}: {choice.reason} (registry {watcher.name!r})")
+        report.no_baseline = f"{choice.reason} (registry {watcher.name!r})"
         return
     baseline = watcher.find_version(args.model, choice.version)
     report.baseline = baseline.version
@@ -164,10 +179,12 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
                 allow_native_code=registry_cfg.allow_native_code,
             )
             plan = plan.replace(timeout_s=min(plan.timeout_s, remaining_s))
+            pin_process(others(plan.candidate.cpus))  # this process's threads off the worker's CPUs
             print(
                 f"comparing {args.model} {candidate.version} with {baseline.version} ({settings.name}, "
-                f"bs={plan.batch_size}, {device}): {plan.min_pairs}-{plan.max_pairs} pairs of "
-                f"{plan.trial_s:g} s trials, at most {plan.time_cap_s:g} s",
+                f"bs={plan.batch_size}, {device}): {plan.min_pairs}-{plan.max_pairs} pairs, "
+                f"{plan.pairs_per_unit} per worker process, trials of at least {plan.trial_queries} queries "
+                f"and {plan.trial_s:g} s, at most {plan.time_cap_s:g} s",
                 file=sys.stderr,
             )
             outcome = compare(
@@ -202,91 +219,3 @@ def _scenarios(configured: tuple[Any, ...], wanted: list[str] | None) -> list[An
             raise BenchdError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
         out.append(by_name.get(name) or dataclasses.replace(configured[0], name=name))
     return out
-
-
-# ---------------------------------------------------------------------------------------- daemon mode
-
-
-def check_with_daemon(args: argparse.Namespace, report: CheckReport, deadline: float) -> None:
-    """Ask a running daemon for the comparison (``POST /api/v1/runs``) and poll until its run ends.
-
-    Raises:
-        BenchdError: the daemon is unreachable, refuses the request or the token, or does not know the
-            model or version; the run failed; the deadline passed.
-    """
-    import requests
-
-    url = args.daemon.rstrip("/")
-    token = os.environ.get(args.token_env, "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    baseline = None if args.baseline == "champion" else args.baseline
-    body = {"model": args.model, "version": report.version, "baseline": baseline, "force": True}
-    try:
-        response = requests.post(f"{url}/api/v1/runs", json=body, headers=headers, timeout=30)
-    except requests.RequestException as e:
-        raise BenchdError(f"cannot reach the benchd daemon at {url}: {type(e).__name__}: {e}") from e
-    if response.status_code != 202:
-        reason = _reason(response)
-        if response.status_code in (401, 403):
-            hint = "" if token else f" ({args.token_env} is not set here)"
-            raise BenchdError(f"the daemon at {url} refused the request: {reason}{hint}")
-        raise BenchdError(
-            f"the daemon at {url} did not queue the run (HTTP {response.status_code}): {reason}"
-        )
-    doc = response.json()
-    run_ids = [int(i) for i in doc.get("run_ids") or [doc["run_id"]]]
-    print(f"benchd at {url} queued run {', '.join(map(str, run_ids))}; waiting", file=sys.stderr)
-    for run_id in run_ids:
-        record = _wait_for_run(url, run_id, headers, deadline, args.poll_interval, args.timeout)
-        state = record.get("state")
-        if state not in COMPLETED_RUN_STATES:
-            kind = record.get("error_kind") or state
-            raise BenchdError(
-                f"run {run_id} of {args.model} {report.version} ended {state} ({kind}): {record.get('error')}"
-            )
-        verdicts = [from_dict(Verdict, v) for v in record.get("verdicts") or []]
-        report.verdicts.extend(verdicts)
-        for v in verdicts:
-            report.baseline = report.baseline or v.baseline_version
-    if not report.verdicts:
-        report.notes.append(
-            f"{NO_BASELINE}: the daemon benchmarked {args.model} {report.version} but decided no verdict"
-        )
-
-
-def _wait_for_run(
-    url: str, run_id: int, headers: dict[str, str], deadline: float, poll_s: float, timeout_text: str
-) -> dict[str, Any]:
-    import requests
-
-    last_state = "queued"
-    while True:
-        try:
-            response = requests.get(f"{url}/api/v1/runs/{run_id}", headers=headers, timeout=30)
-        except requests.RequestException as e:
-            raise BenchdError(f"lost the benchd daemon at {url} while waiting for run {run_id}: {e}") from e
-        if response.status_code != 200:
-            raise BenchdError(
-                f"the daemon at {url} cannot show run {run_id} "
-                f"(HTTP {response.status_code}): {_reason(response)}"
-            )
-        record = response.json()
-        last_state = record.get("state", last_state)
-        if last_state in TERMINAL_RUN_STATES and not record.get("verdicts_pending"):
-            return record
-        if time.monotonic() + poll_s > deadline:
-            raise BenchdError(f"gave up after --timeout {timeout_text}: run {run_id} is still {last_state}")
-        time.sleep(poll_s)
-
-
-def _reason(response: Any) -> str:
-    try:
-        doc = response.json()
-    except ValueError:
-        return response.text[:300].strip() or response.reason
-    if isinstance(doc, dict):
-        return str(doc.get("reason") or doc.get("error") or doc)
-    return str(doc)
-
-
-# --------------------------------------------------------------------------------------------- output

@@ -10,13 +10,19 @@ from benchd.cli.tables import format_seconds, format_table
 from benchd.records import MetricVerdict, Verdict, to_dict
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-NO_BASELINE = "no baseline to compare with"
+NO_BASELINE = "no_baseline"
+#: Every value of :attr:`CheckReport.status`, from the worst down.
+STATUSES = ("error", "regressed", "inconclusive", NO_BASELINE, "pass")
 _UNITS = {"p99_latency": "s", "p50_latency": "s", "throughput": "/s", "energy_per_sample": "J"}
 
 
 @dataclass
 class CheckReport:
-    """What ``benchd check`` found: verdicts, or the sentences saying why there are none."""
+    """What ``benchd check`` found: verdicts, or the sentences saying why there are none.
+
+    ``no_baseline`` holds the reason when there is nothing to compare the version with (the model's first
+    version): the gate passes with status ``no_baseline`` unless ``require_baseline`` is set.
+    """
 
     model: str
     version: str
@@ -25,17 +31,22 @@ class CheckReport:
     verdicts: list[Verdict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    no_baseline: str | None = None
     inconclusive_passes: bool = False
+    require_baseline: bool = False
     benchmark_s: float = 0.0
+    retries: int = 0
 
     @property
     def status(self) -> str:
-        """``error``, ``regressed``, ``inconclusive`` (also: no verdict at all) or ``pass``."""
+        """One of :data:`STATUSES`; no verdict at all without a no-baseline reason is ``inconclusive``."""
         states = {v.state for v in self.verdicts}
         if self.errors:
             return "error"
         if "regressed" in states:
             return "regressed"
+        if not self.verdicts and self.no_baseline is not None:
+            return NO_BASELINE
         if not self.verdicts or states & {"inconclusive", "more"}:
             return "inconclusive"
         return "pass"
@@ -47,6 +58,7 @@ class CheckReport:
             "error": EXIT_ERROR,
             "regressed": EXIT_REGRESSED,
             "inconclusive": EXIT_PASS if self.inconclusive_passes else EXIT_INCONCLUSIVE,
+            NO_BASELINE: EXIT_INCONCLUSIVE if self.require_baseline else EXIT_PASS,
         }.get(self.status, EXIT_PASS)
 
     def to_json(self) -> dict[str, Any]:
@@ -59,9 +71,12 @@ class CheckReport:
             "status": self.status,
             "exit_code": self.exit_code,
             "inconclusive_passes": self.inconclusive_passes,
+            "require_baseline": self.require_baseline,
+            "no_baseline": self.no_baseline,
             "errors": self.errors,
             "notes": self.notes,
             "benchmark_s": self.benchmark_s,
+            "retries": self.retries,
             "verdicts": [to_dict(v) for v in self.verdicts],
         }
 
@@ -96,16 +111,20 @@ def format_report(report: CheckReport) -> str:
     title = f"{report.model} {report.version} vs {report.baseline or '-'}"
     if report.verdicts:
         title += f" on {report.verdicts[0].device}"
+    if report.status == NO_BASELINE:
+        rows.append(("all", "-", "-", "-", "-", "-", NO_BASELINE))
     lines = [title]
     if len(rows) > 1:
         lines.append(format_table(header, rows[1:]))
     verdict_states = ", ".join(sorted({v.state for v in report.verdicts})) or "no verdict"
-    passes = (
-        " (passes: --inconclusive-passes)"
-        if report.status == "inconclusive" and report.exit_code == 0
-        else ""
-    )
-    lines.append(f"result: {report.status.upper()} ({verdict_states}){passes}, exit {report.exit_code}")
+    why = {
+        ("inconclusive", 0): " (passes: --inconclusive-passes)",
+        (NO_BASELINE, 0): " (passes: nothing to compare with yet; --require-baseline makes it fail)",
+        (NO_BASELINE, EXIT_INCONCLUSIVE): " (fails: --require-baseline)",
+    }.get((report.status, report.exit_code), "")
+    lines.append(f"result: {report.status.upper()} ({verdict_states}){why}, exit {report.exit_code}")
+    if report.no_baseline:
+        lines.append(f"no baseline: {report.no_baseline}")
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"note ({v.scenario}): {v.note}" for v in report.verdicts if v.note]
     return "\n".join(lines)
@@ -122,7 +141,7 @@ def _explain(m: MetricVerdict) -> str:
 def junit_xml(report: CheckReport) -> str:
     """JUnit XML, a testcase per (scenario, metric): regressed fails, inconclusive fails unless it passes."""
     suite = ET.Element("testsuite", name=f"benchd check {report.model} {report.version}")
-    counts = {"tests": 0, "failures": 0, "errors": 0}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
     def case(classname: str, name: str) -> ET.Element:
         counts["tests"] += 1
@@ -145,14 +164,25 @@ def junit_xml(report: CheckReport) -> str:
         ET.SubElement(case(f"benchd.{report.model}", "comparison"), "error", type="error", message=sentence)
     if not report.verdicts and not report.errors:
         tc = case(f"benchd.{report.model}", "baseline")
-        message = "; ".join(report.notes) or NO_BASELINE
-        if report.inconclusive_passes:
-            ET.SubElement(tc, "system-out").text = message
+        if report.status == NO_BASELINE:
+            message = f"{NO_BASELINE}: {report.no_baseline}"
+            failed = report.require_baseline
+            ET.SubElement(tc, "failure" if failed else "skipped", type=NO_BASELINE, message=message)
         else:
-            counts["failures"] += 1
-            ET.SubElement(tc, "failure", type="inconclusive", message=message)
+            message = "; ".join(report.notes) or "no verdict"
+            failed = not report.inconclusive_passes
+            if failed:
+                ET.SubElement(tc, "failure", type="inconclusive", message=message)
+            else:
+                ET.SubElement(tc, "system-out").text = message
+        counts["failures"] += int(failed)
+        counts["skipped"] = int(report.status == NO_BASELINE and not failed)
     for key, value in counts.items():
         suite.set(key, str(value))
+    properties = ET.Element("properties")
+    ET.SubElement(properties, "property", name="status", value=report.status)
+    ET.SubElement(properties, "property", name="exit_code", value=str(report.exit_code))
+    suite.insert(0, properties)
     suite.set("time", f"{report.benchmark_s:.1f}")
     root = ET.Element("testsuites", name="benchd check")
     root.append(suite)

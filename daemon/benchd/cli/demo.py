@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from benchd.cli.logs import log_to_file
 from benchd.cli.tables import format_seconds
 from benchd.config import DEFAULT_PORT, read_daemon_config
 from benchd.records import COMPLETED_RUN_STATES
@@ -106,12 +107,43 @@ def _write_version(root: Path, version: str, width: float) -> None:
     staging.rename(target)  # appears complete at once (READY marker inside)
 
 
-def _wait_run(app: Any, version: str, stop: threading.Event) -> Any:
+class Story:
+    """The demo's own lines on stdout, each stamped with the seconds since the demo started."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """Print a stamped line."""
+        print(f"[{time.monotonic() - self.started:4.0f} s] {text}", flush=True)
+
+    def more(self, text: str) -> None:
+        """Print a continuation line under the last stamped one."""
+        print(f"         {text}", flush=True)
+
+
+def _follow(app: Any, version: str, first: bool, story: Story, stop: threading.Event) -> Any:
+    """Tell the run of ``version`` as it happens; return its record once the daemon is done with it."""
+    told = set()
     while not stop.is_set():
         runs = [r for r in app.store.list_runs(model=MODEL, limit=20) if r.version == version]
-        if runs and runs[0].finished and not app.workers[0].current:
-            return runs[0]
-        stop.wait(0.5)
+        record = runs[0] if runs else None
+        if record is not None:
+            busy = app.is_busy(record.id)
+            if "started" not in told and record.state != "queued":
+                told.add("started")
+                story.say(f"v{version}: the daemon noticed it and started run {record.id} on {record.device}")
+            if record.finished and "ended" not in told:
+                told.add("ended")
+                _report_run(story, version, record)
+                if busy and not first and record.state in COMPLETED_RUN_STATES:
+                    story.say(
+                        f"v{version}: comparing it with its baseline in one batch of short interleaved "
+                        "trials (A B, B A, ...) on the same device"
+                    )
+            if record.finished and not busy:
+                return record
+        stop.wait(0.3)
     return None
 
 
@@ -124,54 +156,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     raw = demo_config(root, args.port, args.fast)
     config = read_daemon_config(raw, "<demo>")
     (root / "benchd.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    log_path = root / "benchd.log"
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"benchd demo in {root}\n  registry: {root / 'models'}\n  config:   {root / 'benchd.yaml'}")
-    app = BenchdApp(config)
+    print(
+        f"benchd demo: a local registry, three versions of a small MLP, and the daemon deciding on each.\n"
+        f"  folder:     {root}\n"
+        f"  registry:   {root / 'models'}\n"
+        f"  config:     {root / 'benchd.yaml'}\n"
+        f"  daemon log: {log_path}   (tail -f it to watch the daemon work)",
+        flush=True,
+    )
+    with log_to_file(log_path, getattr(args, "log_format", "text")):
+        return _run_demo(BenchdApp(config), root, args, stop)
+
+
+def _run_demo(app: Any, root: Path, args: argparse.Namespace, stop: threading.Event) -> int:
     app.start()
     url = app.http.url
-    print(f"  daemon:   {url}/metrics  {url}/api/v1/runs\n")
-    started = time.monotonic()
+    print(f"  daemon:     {url}/metrics  {url}/api/v1/runs\n", flush=True)
+    story = Story()
+    config_path = root / "benchd.yaml"
     try:
-        for version, width, what in VERSIONS:
+        for i, (version, width, what) in enumerate(VERSIONS):
             if stop.is_set():
                 break
-            print(f"[{time.monotonic() - started:5.0f}s] publishing {MODEL} v{version} ({what})", flush=True)
+            story.say(f"publishing {MODEL} v{version} ({what}) into the registry")
             _write_version(root, version, width)
-            record = _wait_run(app, version, stop)
+            record = _follow(app, version, i == 0, story, stop)
             if record is None:
                 break
-            _report(app, record)
-        print(f"\ndone in {time.monotonic() - started:.0f} s. Where to look:")
-        print(f"  curl -s {url}/metrics | grep benchd_regression")
-        print(f"  benchd history --config {root / 'benchd.yaml'}")
-        print(
-            f"  benchd check --config {root / 'benchd.yaml'} --model {MODEL} --version 2"
-            "   # exits 1: regressed"
-        )
+            _report_verdict(app, story, record, first=i == 0)
+        if not stop.is_set():
+            story.say("done. Where to look:")
+            story.more(f"curl -s {url}/metrics | grep benchd_regression")
+            story.more(f"benchd history --config {config_path}")
+            story.more(
+                f"benchd check --config {config_path} --model {MODEL} --version 2   # exits 1: regressed"
+            )
         if not args.exit and not stop.is_set():
-            print("\nthe daemon keeps running; Ctrl-C stops it")
+            print("\nthe daemon keeps running; Ctrl-C stops it", flush=True)
             stop.wait()
     finally:
         app.stop()
-        print(f"the demo's registry, store and run outputs stay in {root} (delete it when done)")
+        print(f"the demo's registry, store, runs and log stay in {root} (delete it when done)", flush=True)
     return 0
 
 
-def _report(app: Any, record: Any) -> None:
+def _report_run(story: Story, version: str, record: Any) -> None:
     if record.state not in COMPLETED_RUN_STATES or record.result is None:
-        print(f"        run {record.id}: {record.state}: {record.error}")
+        story.say(f"v{version}: run {record.id} {record.state}: {record.error}")
         return
+    duration_s = record.result.duration_s
     for r in record.result.results:
-        print(
-            f"        run {record.id}: {r.scenario} p50 {format_seconds(r.latency.p50_s)}  "
-            f"p99 {format_seconds(r.latency.p99_s)}  {r.throughput_qps:,.0f} queries/s"
+        story.say(
+            f"v{version}: run {record.id} {record.state} in {duration_s:.0f} s: {r.scenario} "
+            f"p50 {format_seconds(r.latency.p50_s)}  p99 {format_seconds(r.latency.p99_s)}  "
+            f"{r.throughput_qps:,.0f} queries/s"
         )
+
+
+def _report_verdict(app: Any, story: Story, record: Any, first: bool) -> None:
+    if record.state not in COMPLETED_RUN_STATES:
+        return
     verdict = app.store.verdict_for(MODEL, record.version)
     if verdict is None:
-        print("        verdict: none (the first version has no baseline)")
+        reason = "it is the first version: nothing to compare with" if first else "no verdict (see the log)"
+        story.say(f"v{record.version}: {reason}")
         return
-    print(f"        verdict vs v{verdict.baseline_version}: {verdict.state.upper()}")
+    story.say(f"v{record.version}: verdict against v{verdict.baseline_version}: {verdict.state.upper()}")
     for m in verdict.metrics:
-        print(f"          {m.metric:<18} x{m.ratio:.3f}  [{m.ratio_low:.3f}, {m.ratio_high:.3f}]  {m.state}")
+        story.more(
+            f"  {m.metric:<18} x{m.ratio:.3f}  95% interval "
+            f"[{m.ratio_low:.3f}, {m.ratio_high:.3f}]  {m.state}"
+        )

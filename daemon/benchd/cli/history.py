@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
+from benchd.cli.output import add_json_option, json_replaces_table, write_json
 from benchd.cli.run import EXIT_CONFIG, load_with_overrides
 from benchd.cli.tables import format_seconds, format_table
 from benchd.errors import BenchdError
@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> None:
     history.add_argument("--config", help="daemon config YAML (to find the store)")
     history.add_argument("--model", help="only this model")
     history.add_argument("--limit", type=int, default=20, help="how many runs [default: 20]")
-    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(history, "the runs")
     history.set_defaults(handler=cmd_history)
 
 
@@ -79,11 +79,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     with store:
         runs = store.list_runs(model=args.model, limit=args.limit)
-        if args.json:
-            print(json.dumps([r.to_json() for r in runs], indent=1))
+    if args.json:
+        try:
+            write_json([r.to_json() for r in runs], args.json)
+        except BenchdError as e:
+            print(f"benchd history: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        if json_replaces_table(args.json):
             return 0
-        if not runs:
-            print(f"no runs yet in {config.store.url}" + (f" for model {args.model!r}" if args.model else ""))
-            return 0
-        print(format_table(HEADER, history_rows(runs), rule=False))
+    if not runs:
+        print(f"no runs yet in {config.store.url}" + (f" for model {args.model!r}" if args.model else ""))
+        return 0
+    print(format_table(HEADER, history_rows(runs), rule=False))
     return 0

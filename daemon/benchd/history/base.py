@@ -292,8 +292,13 @@ class HistoryStore(CursorStore, Protocol):
     ) -> int:
         """Store a verdict with its inputs (filed under a hardware class and host); returns its id."""
 
-    def latest_verdicts(self, model: str | None = None, *, host: str | None = None) -> list[Verdict]:
-        """Return the latest verdict per (model, scenario, batch size, device, hardware class)."""
+    def latest_verdicts(
+        self, model: str | None = None, *, host: str | None = None, per_version: bool = False
+    ) -> list[Verdict]:
+        """Return the latest verdict per (model, scenario, batch size, device, hardware class).
+
+        ``per_version``: the latest per candidate version of each of those series.
+        """
 
     def verdict_for(
         self,

@@ -121,6 +121,8 @@ class HostView:
         """Return this host's finished-run counts by (model, scenario, outcome)."""
         return self.store.run_counts(host=host or self.host)
 
-    def latest_verdicts(self, model: str | None = None, *, host: str | None = None) -> list[Verdict]:
+    def latest_verdicts(
+        self, model: str | None = None, *, host: str | None = None, per_version: bool = False
+    ) -> list[Verdict]:
         """Return the latest verdicts this host decided."""
-        return self.store.latest_verdicts(model, host=host or self.host)
+        return self.store.latest_verdicts(model, host=host or self.host, per_version=per_version)

@@ -252,18 +252,22 @@ class ResultsMixin:
                 or 0
             )
 
-    def latest_verdicts(self, model: str | None = None, *, host: str | None = None) -> list[Verdict]:
+    def latest_verdicts(
+        self, model: str | None = None, *, host: str | None = None, per_version: bool = False
+    ) -> list[Verdict]:
         """Return the latest verdict per (model, scenario, batch size, device, hardware class), sorted.
 
-        With ``host``, only the verdicts that host decided (a fleet host exports its own).
+        With ``host``, only the verdicts that host decided (a fleet host exports its own). With
+        ``per_version``, the latest per candidate version of each of those series.
         """
         used = {k: v for k, v in {"model": model, "host": host}.items() if v is not None}
         where = ("WHERE " + " AND ".join(f"{k} = ?" for k in used)) if used else ""
+        version = "candidate_version, " if per_version else ""
         with self._db.read() as conn:
             rows = conn.execute(
                 f"SELECT verdict_json FROM verdicts WHERE id IN (SELECT MAX(id) FROM verdicts {where} "
-                "GROUP BY model, scenario, batch_size, device, hardware_class) "
-                "ORDER BY model, scenario, batch_size, device, hardware_class",
+                f"GROUP BY model, {version}scenario, batch_size, device, hardware_class) "
+                f"ORDER BY model, {version}scenario, batch_size, device, hardware_class",
                 tuple(used.values()),
             ).fetchall()
         return [_verdict_from_json(r[0]) for r in rows]

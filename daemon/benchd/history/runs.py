@@ -247,7 +247,7 @@ class RunQueueMixin:
             )
             row = conn.execute("SELECT model, version FROM runs WHERE id = ?", (run_id,)).fetchone()
             insert_results(self._db, conn, run_id, row[0], row[1], result, blobs, self._clock())
-        logger.info("run %d finished: %s (%d results)", run_id, result.outcome, len(result.results))
+        logger.debug("run %d finished: %s (%d results)", run_id, result.outcome, len(result.results))
 
     def fail_run(
         self, run_id: int, kind: str, message: str, state: str = "failed", *, owner: str | None = None

@@ -106,7 +106,7 @@ class SQLHistoryStore(RunQueueMixin, RecoveryMixin, ResultsMixin, FloorsMixin):
                     self._clock(),
                 ),
             )
-        logger.info("new version %s %s from %s", mv.model, mv.version, mv.registry)
+        logger.debug("new version %s %s from %s", mv.model, mv.version, mv.registry)  # the poll logs it
         return True
 
     def get_version(self, model: str, version: str) -> ModelVersion | None:

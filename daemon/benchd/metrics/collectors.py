@@ -124,6 +124,7 @@ class ResultsCollector:
         simple: list[tuple[MetricSpec, Callable[[ResultSeries], float | None]]] = [
             (names.RUN_THROUGHPUT_QPS, lambda r: r.throughput_qps),
             (names.RUN_THROUGHPUT_SPS, lambda r: r.throughput_sps),
+            (names.RUN_LATENCY_BOUND, lambda r: r.latency_bound_s),
             (names.RUN_ENERGY, lambda r: r.energy_j),
             (names.RUN_ENERGY_PER_SAMPLE, lambda r: r.energy_per_sample_j),
         ]
@@ -191,6 +192,11 @@ class ResultsCollector:
         yield ratio
         yield detected
         yield state
+        change = family(names.CHANGE_POINT_RATIO)
+        for c in sorted(snapshot.change_points, key=lambda c: (c.model, c.version, c.scenario, c.device,
+                                                               c.batch_size)):  # fmt: skip
+            change.add_metric([c.model, c.version, c.scenario, c.device, str(c.batch_size)], c.ratio)
+        yield change
 
     def _info_families(self, snapshot: ResultsSnapshot) -> Iterator[Metric]:
         roles = family(names.MODEL_VERSION_INFO)

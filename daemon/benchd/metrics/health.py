@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -208,6 +209,19 @@ class ScrapeStatsCollector:
         yield duration
 
 
+def runtime_collectors() -> dict[str, Collector]:
+    """prometheus_client's process, platform and GC collectors, kept off its global registry.
+
+    ``process_*`` needs /proc (Linux); elsewhere the process collector yields nothing and never fails.
+    """
+    return {
+        "process": ProcessCollector(registry=None),
+        "python": PlatformCollector(registry=None),
+        # GCCollector must register somewhere: a throwaway registry, never the global one
+        "gc": GCCollector(registry=CollectorRegistry(auto_describe=False)),
+    }
+
+
 def register_daemon_collectors(
     registry: CollectorRegistry,
     *,
@@ -217,6 +231,7 @@ def register_daemon_collectors(
     version: str,
     extra: Mapping[str, Collector] | None = None,
     run_states: Callable[[], Mapping[str, int]] | None = None,
+    runtime: bool = True,
 ) -> None:
     """Register the live collectors into ``registry``, each instrumented, scrape stats last.
 
@@ -228,11 +243,15 @@ def register_daemon_collectors(
         version: benchd's version for ``benchd_build_info``.
         extra: more live collectors by name (e.g. ``{"devices": DeviceCollector(...)}``).
         run_states: returns the number of runs in each state (``benchd_runs_in_state``).
+        runtime: also the daemon process's own ``process_*`` (CPU, memory, open files) and ``python_*``
+            (interpreter, garbage collector) metrics, from prometheus_client's collectors, registered here
+            and never on its global registry.
     """
     collectors: dict[str, Collector] = {
         "daemon": DaemonCollector(daemon_stats, queue_depth),
         "runs": RunStatesCollector(run_states),
         "build": BuildInfoCollector(version),
+        **(runtime_collectors() if runtime else {}),
         **(extra or {}),
     }
     for name, collector in collectors.items():

@@ -118,6 +118,10 @@ RUN_THROUGHPUT_SPS = MetricSpec(
     "benchd_run_throughput_samples_per_second", "gauge", "Samples per second of the latest run.",
     SERIES_LABELS,
 )  # fmt: skip
+RUN_LATENCY_BOUND = MetricSpec(
+    "benchd_run_latency_bound_seconds", "gauge",
+    "The latency bound the latest run was held to (server scenario with latency_bound set).", SERIES_LABELS,
+)  # fmt: skip
 RUN_ENERGY = MetricSpec(
     "benchd_run_energy_joules", "gauge", "Energy of the latest run's measured window.", SERIES_LABELS,
 )  # fmt: skip
@@ -159,6 +163,11 @@ REGRESSION_STATE = MetricSpec(
     "benchd_regression_state", "gauge",
     "1 for the verdict's state (regressed, unchanged, improved, inconclusive).", (*VERDICT_LABELS, "state"),
 )  # fmt: skip
+CHANGE_POINT_RATIO = MetricSpec(
+    "benchd_change_point_ratio", "gauge",
+    "A change point in the series' per-run P99 history, on the version whose run starts the new segment: "
+    "mean P99 after / before (above 1: a creep no single verdict flagged).", SERIES_LABELS,
+)  # fmt: skip
 MODEL_VERSION_INFO = MetricSpec(
     "benchd_model_version_info", "info", "Which version holds which role (candidate, baseline, champion).",
     (MODEL, VERSION, "role"),
@@ -195,9 +204,10 @@ SCRAPE_COLLECTOR_DURATION = MetricSpec(
 )  # fmt: skip
 
 RESULT_METRICS: tuple[MetricSpec, ...] = (
-    QUERY_LATENCY, RUN_LATENCY, RUN_THROUGHPUT_QPS, RUN_THROUGHPUT_SPS, RUN_ENERGY, RUN_ENERGY_PER_SAMPLE,
+    QUERY_LATENCY, RUN_LATENCY, RUN_THROUGHPUT_QPS, RUN_THROUGHPUT_SPS, RUN_LATENCY_BOUND, RUN_ENERGY,
+    RUN_ENERGY_PER_SAMPLE,
     RUN_POWER, RUN_TIMESTAMP, RUN_DURATION, RUN_THROTTLED, ENERGY_TOTAL, RUNS_TOTAL, REGRESSION_RATIO,
-    REGRESSION_DETECTED, REGRESSION_STATE, MODEL_VERSION_INFO, DEVICE_INFO,
+    REGRESSION_DETECTED, REGRESSION_STATE, CHANGE_POINT_RATIO, MODEL_VERSION_INFO, DEVICE_INFO,
 )  # fmt: skip
 """Metrics derived from the store (the cached part of /metrics), in exposition order."""
 

@@ -116,6 +116,7 @@ class ResultSeries:
     energy_per_sample_j: float | None = None
     power_w: Mapping[str, float] = field(default_factory=dict)
     throttled: bool = False
+    latency_bound_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,21 @@ class VerdictSeries:
     ratio: float
     low: float
     high: float
+
+
+@dataclass(frozen=True)
+class ChangePointSeries:
+    """A change point in a series' per-run P99 history, filed under the version whose run starts it.
+
+    ``ratio`` is the new segment's mean P99 over the previous segment's.
+    """
+
+    model: str
+    version: str
+    scenario: str
+    device: str
+    batch_size: int
+    ratio: float
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ class ResultsSnapshot:
     roles: tuple[VersionRole, ...] = ()
     version_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     taken_unix_s: float = 0.0
+    change_points: tuple[ChangePointSeries, ...] = ()
 
 
 def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[str]]:
@@ -230,11 +247,21 @@ def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[st
 def limit_versions(snapshot: ResultsSnapshot, k: int) -> ResultsSnapshot:
     """Return the snapshot with results and verdicts of only the latest ``k`` versions of each model.
 
-    Run counts, energy totals, devices and roles are kept whole (they are bounded without it).
+    The champion (the deployed version) is kept too, however old: its verdict must keep alerting until a
+    newer verdict clears it. Run counts, energy totals, devices and roles are kept whole (they are bounded
+    without it).
     """
-    keep = latest_versions(snapshot, k)
+    keep = {model: set(versions) for model, versions in latest_versions(snapshot, k).items()}
+    for role in snapshot.roles:
+        if role.role == "champion":
+            keep.setdefault(role.model, set()).add(role.version)
     results = tuple(r for r in snapshot.results if r.version in keep.get(r.model, ()))
     verdicts = tuple(v for v in snapshot.verdicts if v.version in keep.get(v.model, ()))
-    if len(results) == len(snapshot.results) and len(verdicts) == len(snapshot.verdicts):
+    change_points = tuple(c for c in snapshot.change_points if c.version in keep.get(c.model, ()))
+    if (len(results), len(verdicts), len(change_points)) == (
+        len(snapshot.results),
+        len(snapshot.verdicts),
+        len(snapshot.change_points),
+    ):
         return snapshot
-    return dataclasses.replace(snapshot, results=results, verdicts=verdicts)
+    return dataclasses.replace(snapshot, results=results, verdicts=verdicts, change_points=change_points)

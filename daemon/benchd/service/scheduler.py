@@ -76,12 +76,14 @@ class PollJob:
                 self.record(mv)
                 queued = self.enqueue(mv, PRIORITY_POLL, f"new version from registry {name}", False)
                 logger.info(
-                    "registry %s: new version %s/%s; %s",
-                    name,
+                    "new version %s/%s in registry %s: %s",
                     mv.model,
                     mv.version,
-                    f"queued run(s) {queued}" if queued else "already queued or benchmarked",
-                )
+                    name,
+                    f"queued as run {', '.join(map(str, queued))}" if queued else "already queued or run",
+                    extra={"event": "new_version", "registry": name, "model": mv.model, "version": mv.version,
+                           "run_ids": queued},
+                )  # fmt: skip
             self.watcher.ack(versions)
         except PollCancelledError as e:  # the daemon is stopping: not a registry failure
             logger.info("registry %s: poll abandoned: %s", name, e)
@@ -113,7 +115,9 @@ class PollJob:
             self.failures,
             backoff,
             message,
-        )
+            extra={"event": "poll_failed", "registry": self.watcher.name, "failures": self.failures,
+                   "next_try_s": round(backoff, 1)},
+        )  # fmt: skip
 
 
 class Scheduler:

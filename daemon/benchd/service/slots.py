@@ -129,14 +129,16 @@ class SlotWorker:
         """Run one claimed run to its recorded end."""
         spec = record.spec
         logger.info(
-            "slot %s: run %d: benchmarking %s/%s (%s, attempt %d)",
-            self.slot.name,
+            "run %d started: benchmarking %s/%s on %s (%s, attempt %d)",
             record.id,
             spec.model,
             spec.version,
+            self.slot.name,
             record.reason or "queued",
             record.attempts,
-        )
+            extra={"event": "run_started", "run_id": record.id, "model": spec.model, "version": spec.version,
+                   "device": self.slot.name, "attempt": record.attempts},
+        )  # fmt: skip
         mv = self.store.get_version(spec.model, spec.version)
         watcher = self.watchers.get(mv.registry) if mv else None
         if mv is not None and watcher is not None:
@@ -172,14 +174,11 @@ class SlotWorker:
                 abort=self.cancel,
                 policy=self.retry,
             )
-        logger.info(
-            "slot %s: run %d: %s%s%s",
-            self.slot.name,
-            record.id,
-            result.outcome,
-            f" ({result.error_kind}: {result.error.splitlines()[0]})" if result.error else "",
-            "" if recorded == "recorded" else f"; its end was not recorded ({recorded})",
-        )
+        log_run_end(record.id, result)
+        if recorded != "recorded":
+            logger.warning(
+                "slot %s: the end of run %d was not recorded (%s)", self.slot.name, record.id, recorded
+            )
         if recorded == "recorded" and not self.cancel.is_set():
             self.after_run(record, result, self.cancel)
 
@@ -193,6 +192,33 @@ class SlotWorker:
             abort=self.cancel,
             policy=self.retry,
         )
+
+
+def log_run_end(run_id: int, result: RunResult) -> None:
+    """One INFO line when a run ends: its outcome and each scenario's p50, p99 and throughput."""
+    figures = [
+        {"scenario": r.scenario, "batch_size": r.batch_size, "p50_s": r.latency.p50_s,
+         "p99_s": r.latency.p99_s, "throughput_qps": r.throughput_qps, "valid": r.valid}
+        for r in result.results
+    ]  # fmt: skip
+    text = "; ".join(
+        f"{f['scenario']} bs={f['batch_size']} p50 {f['p50_s'] * 1e3:.3f} ms, p99 {f['p99_s'] * 1e3:.3f} ms, "
+        f"{f['throughput_qps']:,.0f} queries/s{'' if f['valid'] else ' (INVALID)'}"
+        for f in figures
+    )
+    error = f"{result.error_kind}: {result.error.splitlines()[0]}" if result.error else ""
+    logger.info(
+        "run %d of %s/%s ended %s in %.1f s%s",
+        run_id,
+        result.model,
+        result.version,
+        result.outcome,
+        result.duration_s,
+        f": {text}" if text else f" ({error})" if error else "",
+        extra={"event": "run_ended", "run_id": run_id, "model": result.model, "version": result.version,
+               "device": result.device, "outcome": result.outcome, "duration_s": round(result.duration_s, 3),
+               "error_kind": result.error_kind, "results": figures},
+    )  # fmt: skip
 
 
 def relabel(result: RunResult, device: str) -> RunResult:

@@ -12,10 +12,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
+from benchd.analysis import detect_change_points
 from benchd.history import SQLiteHistoryStore
 from benchd.metrics.names import DEFAULT_LATENCY_BUCKETS_S
 from benchd.metrics.snapshot import (
+    ChangePointSeries,
     DeviceInfoSeries,
     EnergyTotal,
     HistogramState,
@@ -29,6 +32,9 @@ from benchd.metrics.snapshot import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Runs per series the change-point search looks at (the newest); it costs O(runs^2) per permutation.
+CHANGE_POINT_RUNS = 200
 
 #: analysis metric name -> the ``metric`` label the rules and dashboards know.
 VERDICT_METRIC_LABELS = {
@@ -53,6 +59,9 @@ class SnapshotBuilder:
         self.devices = devices
         self._histograms: dict[int, HistogramState] = {}
         self._champions: dict[str, str] = {}
+        self._change_point_cache: dict[
+            tuple[str, str, str, int], tuple[tuple[int, ...], tuple[Any, ...]]
+        ] = {}
         self._lock = threading.Lock()
 
     def set_champion(self, model: str, version: str | None) -> None:
@@ -80,9 +89,14 @@ class SnapshotBuilder:
         latest: dict[tuple[str, str, str, str, int], ResultSeries] = {}
         histograms: dict[tuple[str, str, str, str, int], HistogramState] = {}
         energy: Mapping[str, float] = defaultdict(float)
+        p99_history: dict[tuple[str, str, str, int], list[tuple[int, str, float]]] = defaultdict(list)
         for row in self.store.result_rows():  # newest first
             r = row.result
             key = (row.model, row.version, r.scenario, r.device, r.batch_size)
+            if r.valid and not (r.telemetry and r.telemetry.throttled):
+                p99_history[(row.model, r.scenario, r.device, r.batch_size)].append(
+                    (row.id, row.version, r.latency.p99_s)
+                )
             try:
                 hist = self._histogram(row.id)
             except Exception:  # a damaged sample blob must not take /metrics down
@@ -122,6 +136,7 @@ class SnapshotBuilder:
                 energy_per_sample_j=r.energy.energy_per_sample_j if measured else None,
                 power_w=power,
                 throttled=bool(r.telemetry and r.telemetry.throttled),
+                latency_bound_s=r.latency_bound_s,
             )
         results = tuple(_with_histogram(s, histograms[k]) for k, s in latest.items())
         verdicts, roles = self._verdicts()
@@ -136,6 +151,7 @@ class SnapshotBuilder:
             roles=roles,
             version_order=self._version_order(),
             taken_unix_s=time.time(),
+            change_points=self._change_points(p99_history),
         )
         logger.debug(
             "snapshot: %d series, %d verdicts in %.3f s",
@@ -145,6 +161,36 @@ class SnapshotBuilder:
         )
         return snapshot
 
+    def _change_points(
+        self, history: Mapping[tuple[str, str, str, int], list[tuple[int, str, float]]]
+    ) -> tuple[ChangePointSeries, ...]:
+        """Change points of each series' per-run P99 (its latest :data:`CHANGE_POINT_RUNS` runs).
+
+        Recomputed only for series that got a run since the last build (stored results never change).
+        """
+        found: list[ChangePointSeries] = []
+        cache: dict[tuple[str, str, str, int], tuple[tuple[int, ...], tuple[ChangePointSeries, ...]]] = {}
+        for series, rows in history.items():
+            runs = rows[:CHANGE_POINT_RUNS][::-1]  # oldest first
+            ids = tuple(i for i, _, _ in runs)
+            cached = self._change_point_cache.get(series)
+            if cached is not None and cached[0] == ids:
+                points = cached[1]
+            else:
+                model, scenario, device, batch_size = series
+                try:
+                    points = tuple(
+                        ChangePointSeries(model, runs[c.index][1], scenario, device, batch_size, c.ratio)
+                        for c in detect_change_points([p99 for _, _, p99 in runs], min_magnitude=0.02)
+                    )
+                except ValueError as e:  # a damaged figure must not take /metrics down
+                    logger.warning("change points of %s: %s", series, e)
+                    points = ()
+            cache[series] = (ids, points)
+            found.extend(points)
+        self._change_point_cache = cache
+        return tuple(found)
+
     def _version_order(self) -> dict[str, tuple[str, ...]]:
         """Each model's versions, oldest first, from one read of the store."""
         order: dict[str, list[str]] = defaultdict(list)
@@ -153,11 +199,19 @@ class SnapshotBuilder:
         return {model: tuple(versions) for model, versions in order.items()}
 
     def _verdicts(self) -> tuple[tuple[VerdictSeries, ...], tuple[VersionRole, ...]]:
+        """Every version's latest verdict per series, and the roles.
+
+        A regressed version stays visible (and the deployed champion's regression keeps alerting) until a
+        newer verdict on that same version clears it: a verdict on the next version does not replace it.
+        ``candidate`` and ``baseline`` roles come from each series' newest verdict; ``champion`` from the
+        registry.
+        """
         series: list[VerdictSeries] = []
         roles: set[tuple[str, str, str]] = {(m, v, "champion") for m, v in self._champions.items()}
         for verdict in self.store.latest_verdicts():
             roles.add((verdict.model, verdict.candidate_version, "candidate"))
             roles.add((verdict.model, verdict.baseline_version, "baseline"))
+        for verdict in self.store.latest_verdicts(per_version=True):
             for m in verdict.metrics:
                 if m.state == "more":
                     continue

@@ -349,4 +349,9 @@ def log_verdict(verdict: Verdict) -> None:
         verdict.scenario,
         verdict.state.upper(),
         parts,
-    )
+        extra={"event": "verdict", "model": verdict.model, "version": verdict.candidate_version,
+               "baseline_version": verdict.baseline_version, "scenario": verdict.scenario,
+               "batch_size": verdict.batch_size, "device": verdict.device, "state": verdict.state,
+               "metrics": {m.metric: {"state": m.state, "ratio": m.ratio, "low": m.ratio_low,
+                                      "high": m.ratio_high} for m in verdict.metrics}},
+    )  # fmt: skip
