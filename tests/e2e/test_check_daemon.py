@@ -13,12 +13,12 @@ import pytest
 from tests.conftest import write_model
 from tests.daemon.conftest import QUICK_BENCHMARK
 from tests.daemon.test_daemon import TERMINAL
-from tests.e2e.test_prometheus_e2e import VERDICT
+from tests.e2e.test_prometheus_e2e import V2_WIDTH, VERDICT
 
 
 @pytest.fixture(scope="module")
 def slow_mlp(tmp_path_factory):
-    return write_model(tmp_path_factory.mktemp("slow") / "mlp", "mlp", width=6.0)
+    return write_model(tmp_path_factory.mktemp("slow") / "mlp", "mlp", width=V2_WIDTH)
 
 
 @pytest.mark.slow

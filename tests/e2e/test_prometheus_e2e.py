@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from benchd.cli.demo import VERSIONS, demo_verdict
 from tests.conftest import REPO, write_model
 from tests.daemon.conftest import QUICK_BENCHMARK, wait_until
 from tests.daemon.test_daemon import TERMINAL
@@ -25,14 +26,10 @@ from benchd_dashboards.panel_queries import (  # noqa: E402
     render_expr,
 )
 
-VERDICT = {
-    "mode": "batch",
-    "threshold": 0.10,
-    "min_pairs": 3,
-    "max_pairs": 8,
-    "trial": "0.4s",
-    "time_cap": "30s",
-}
+#: The demo's own verdict settings (benchd demo --fast): its slower v2 must fire the P99 alert here.
+VERDICT = demo_verdict(fast=True)
+#: The demo's first two versions (MLP widths): v1 the baseline, v2 slower.
+V1_WIDTH, V2_WIDTH = (width for _, width, _ in VERSIONS[:2])
 
 
 DOCS_URL = "https://docs.example.test/benchd"
@@ -57,20 +54,22 @@ def fast_rules(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def slow_mlp(tmp_path_factory):
-    return write_model(tmp_path_factory.mktemp("slow") / "mlp", "mlp", width=6.0)
+def demo_versions(tmp_path_factory):
+    """The demo's v1 and v2, written as the demo writes them."""
+    root = tmp_path_factory.mktemp("demo-versions")
+    return [write_model(root / f"v{i}", "mlp", width=w) for i, w in ((1, V1_WIDTH), (2, V2_WIDTH))]
 
 
 @pytest.mark.slow
-def test_a_slower_version_fires_the_p99_alert_and_every_panel_has_data(
-    daemon_factory, zoo, slow_mlp, tmp_path
+def test_the_demos_slower_version_fires_the_p99_alert_and_every_panel_has_data(
+    daemon_factory, demo_versions, tmp_path
 ):
     d = daemon_factory({"verdict": VERDICT, "benchmark": QUICK_BENCHMARK}).start()
     prom_url, stop_prom = start_prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"], [fast_rules(tmp_path)])
     try:
-        shutil.copytree(zoo["mlp"], d.models / "mlp" / "1")
+        shutil.copytree(demo_versions[0], d.models / "mlp" / "1")
         d.wait_runs(lambda rs: rs and rs[0]["state"] in TERMINAL, 120, "v1's run")
-        shutil.copytree(slow_mlp, d.models / "mlp" / "2")
+        shutil.copytree(demo_versions[1], d.models / "mlp" / "2")
         run2 = d.wait_runs(lambda rs: len(rs) == 2 and rs[0]["state"] in TERMINAL, 120, "v2's run")[0]
         verdict = wait_until(lambda: d.get(f"/api/v1/runs/{run2['id']}")[1]["verdicts"], 120, "v2's verdict")[
             0

@@ -82,15 +82,26 @@ def demo_config(root: Path, port: int, fast: bool = False) -> dict[str, Any]:
                 "min_query_count": 500,
             },
         },
-        "verdict": {
-            "mode": "batch",
-            "threshold": 0.10,
-            "min_pairs": 4,
-            "max_pairs": 10,
-            "trial": 1.0 * scale,
-            "time_cap": 40.0 * scale,
-        },
+        "verdict": demo_verdict(fast),
         "shutdown_grace": "5s",
+    }
+
+
+def demo_verdict(fast: bool = False) -> dict[str, Any]:
+    """The demo's verdict settings: short batches (shorter with ``fast``), no calibration batches.
+
+    ``benchd calibrate`` measures the noise floor on demand; the demo skips it to show its story in minutes.
+    """
+    scale = 0.4 if fast else 1.0
+    return {
+        "mode": "batch",
+        "threshold": 0.10,
+        "min_pairs": 4,
+        "max_pairs": 12,
+        "trial": 1.0 * scale,
+        "trial_queries": 2000,
+        "time_cap": 60.0 * scale,
+        "calibration_batches": 0,
     }
 
 

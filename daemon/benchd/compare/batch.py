@@ -42,9 +42,19 @@ def thresholds_by_metric(plan: ComparisonPlan) -> dict[str, Thresholds]:
     return {m: Thresholds(plan.thresholds.get(m, plan.threshold), plan.min_effect) for m in METRICS}
 
 
-def look_schedule(plan: ComparisonPlan) -> LookSchedule:
-    """The looks a plan's batch takes: after every unit from ``min_units`` to ``max_units``."""
-    return LookSchedule(plan.min_units, plan.max_units)
+def look_schedule(plan: ComparisonPlan, unit_s: float | None = None) -> LookSchedule:
+    """The looks a batch takes: after every unit from ``min_units`` to the last unit it can run.
+
+    The last unit is ``max_units``, or fewer when the time cap holds fewer units of ``unit_s`` seconds (the
+    mean wall time of the units so far). The error is spent over the looks the batch can really take: a
+    schedule planned for looks the time cap never reaches would leave part of it unspent, and every
+    interval wider than it needs to be. The schedule is fixed at the first look, from timing alone, never
+    from the data.
+    """
+    last = plan.max_units
+    if unit_s and unit_s > 0:
+        last = min(last, int(plan.time_cap_s // unit_s))
+    return LookSchedule(plan.min_units, max(plan.min_units, last))
 
 
 class Batch:
@@ -58,7 +68,7 @@ class Batch:
         meter_device: str | None,
     ) -> None:
         self.plan = plan
-        self.schedule = look_schedule(plan)
+        self.schedule: LookSchedule | None = None  # fixed at the first look, when unit times are known
         self.meter = meter
         self.meter_device = meter_device
         self.device = plan.device
@@ -86,6 +96,11 @@ class Batch:
     def units_done(self) -> int:
         """Units (worker processes) that ended with at least one complete pair."""
         return units_of(self.trials)
+
+    @property
+    def unit_s(self) -> float:
+        """Mean wall seconds of the units so far (worker start, load, warm-up and pairs), 0 before one."""
+        return self.elapsed_s / len(self.units) if self.units else 0.0
 
     @property
     def benchmark_s(self) -> float:
@@ -183,10 +198,12 @@ class Batch:
         """
         plan = self.plan
         trials, _ = self.decision_trials()
+        if self.schedule is None and self.units_done >= plan.min_units:
+            self.schedule = look_schedule(plan, self.unit_s)
         verdict = decide(
             trials,
             thresholds_by_metric(plan),
-            schedule=self.schedule,
+            schedule=self.schedule or look_schedule(plan),
             final=final,
             model=plan.model,
             candidate_version=plan.candidate_version,
@@ -215,17 +232,18 @@ class Batch:
                 verdict = self.decide(final=False)
             except InsufficientDataError as e:
                 logger.warning("comparison: cannot decide yet: %s", e)
-        unit_s = self.elapsed_s / len(self.units) if self.units else 0.0
+        unit_s = self.unit_s
+        last = self.schedule.max_units if self.schedule is not None else plan.max_units
         metrics = verdict.metrics if verdict is not None else ()
         if not plan.stop_when_decided:  # a calibration runs to its budget: nothing counts as decided
             metrics = tuple(dataclasses.replace(m, state="more") for m in metrics)
         if should_continue(
-            metrics, units, plan.min_units, plan.max_units, self.elapsed_s, plan.time_cap_s, unit_s=unit_s
+            metrics, units, plan.min_units, last, self.elapsed_s, plan.time_cap_s, unit_s=unit_s
         ):
             return False
         if verdict is not None and plan.stop_when_decided and not any(m.state == "more" for m in metrics):
             self.stop_reason = "decided"
-        elif units >= plan.max_units:
+        elif units >= last:
             self.stop_reason = "max_pairs"
         else:
             self.stop_reason = "time_cap"
@@ -297,7 +315,7 @@ class Batch:
             "trial_queries": plan.trial_queries,
             "trial_limit_s": plan.trial_limit_s,
             "pairs_per_unit": plan.pairs_per_unit,
-            "schedule": {
+            "schedule": None if self.schedule is None else {
                 "min_units": self.schedule.min_units,
                 "max_units": self.schedule.max_units,
                 "alpha": self.schedule.alpha,

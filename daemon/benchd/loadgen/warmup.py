@@ -16,7 +16,7 @@ import numpy as np
 from benchd.loadgen.scenarios import QueryFn, StopRule, run_closed_loop, run_warmup
 
 #: Seconds of one warm-up chunk (at least ``CHUNK_MIN_QUERIES`` queries).
-CHUNK_S = 0.2
+CHUNK_S = 0.1
 CHUNK_MIN_QUERIES = 20
 #: Chunks whose medians must agree, and how closely (spread / median).
 SETTLE_WINDOW = 3

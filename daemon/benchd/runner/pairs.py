@@ -57,6 +57,8 @@ from benchd.runner.worker import (
     worker_main,
 )
 
+#: The longest fixed warm-up a unit runs before it waits for the latency to settle (seconds).
+UNIT_WARMUP_MIN_S = 0.25
 #: Queries discarded at the start of every trial (the model was just switched in).
 TRIAL_WARMUP_QUERIES = 10
 
@@ -191,12 +193,10 @@ def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     for side in sides.values():
         try:
             with stack_factory():
-                warm = warm_until_settled(
-                    side.query,
-                    settings.warmup_queries,
-                    settings.warmup_s,
-                    max(10.0 * settings.warmup_s, 10.0),
-                )
+                # a fresh process: settling decides; the configured seconds only cap the fixed minimum
+                minimum_s = min(settings.warmup_s, UNIT_WARMUP_MIN_S)
+                limit_s = max(10.0 * settings.warmup_s, 10.0)
+                warm = warm_until_settled(side.query, settings.warmup_queries, minimum_s, limit_s)
         except Exception as e:  # noqa: BLE001
             raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
         side.typical_ns = warm.median_ns

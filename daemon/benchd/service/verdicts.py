@@ -204,8 +204,13 @@ class VerdictMaker:
         hardware_class: str,
         cancel: threading.Event,
     ) -> NoiseFloor | None:
-        """Measure the model's noise floor on this hardware class when it has none yet (and store it)."""
-        if self.calibration_batches < 1 or self.store.noise_floor(mv.model, hardware_class) is not None:
+        """Measure the model's noise floor on this hardware class when it has none yet (and store it).
+
+        Only in ``batch`` mode: the floor is what a comparison batch can decide, and history mode runs none.
+        """
+        if self.verdict.mode != "batch" or self.calibration_batches < 1:
+            return None
+        if self.store.noise_floor(mv.model, hardware_class) is not None:
             return None
         logger.info(
             "calibrating %s on hardware class %s: %d A/A batches of %s (the noise floor)",
