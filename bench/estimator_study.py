@@ -47,18 +47,22 @@ def collect(out: Path, units: int, pairs: int, trial_queries: int) -> None:
     from benchd.compare.run import compare, plan_comparison
     from benchd.config import BenchConfig, VerdictConfig
     from benchd.records import ScenarioSettings
+    from benchd.runner.cpus import others, pin_process
 
     calib = calibrate_block(out / "calibration")
     cases, _ = write_cases(out / "models", int(calib["features"]), calib["base_s"])
     base, _, _ = cases["twins"]
     scenario = ScenarioSettings(warmup_queries=50, warmup_s=0.5, min_duration_s=1.0, min_query_count=50)
-    bench = BenchConfig(scenarios=(scenario,), device="cpu", threads=1)
-    verdict = VerdictConfig(trial_s=1.0, min_pairs=2, max_pairs=units * pairs, time_cap_s=1e6)
+    bench = BenchConfig(scenarios=(scenario,), device="cpu", threads=1, cpu_set="auto")
+    verdict = VerdictConfig(
+        trial_s=1.0, min_pairs=2, max_pairs=units * pairs, pairs_per_process=pairs, time_cap_s=86400,
+        trial_queries=trial_queries,
+    )  # fmt: skip
     plan = plan_comparison(
         bench, verdict, model="study", candidate_version="a", candidate_path=str(base),
         baseline_version="a", baseline_path=str(base),
-    ).replace(pairs_per_unit=pairs, trial_queries=trial_queries, stop_when_decided=False,
-              timeout_s=1e6)  # fmt: skip
+    ).replace(stop_when_decided=False, timeout_s=1e6)  # fmt: skip
+    pin_process(others(plan.candidate.cpus))
     started = time.monotonic()
     outcome = compare(plan, out / "pool")
     if outcome.verdict is None:

@@ -11,6 +11,7 @@ from benchd.metrics.snapshot import (
     DeviceInfoSeries,
     EnergyTotal,
     HistogramState,
+    NoiseFloorSeries,
     ResultSeries,
     ResultsSnapshot,
     RunCount,
@@ -79,4 +80,5 @@ def small_snapshot() -> ResultsSnapshot:
         version_order={"resnet50": ("1", "2", "3", "4")},
         taken_unix_s=1_700_020_000.0,
         change_points=(ChangePointSeries("resnet50", "3", "server", "cuda:0", 1, 1.18),),
+        noise_floors=(NoiseFloorSeries("resnet50", "server", "cuda:0", "h100-550", 0.031, 0.008),),
     )

@@ -22,10 +22,12 @@ from benchd.metrics.health import (
     BuildInfoCollector,
     DaemonCollector,
     DaemonStats,
+    RunStatesCollector,
     ScrapeStats,
     ScrapeStatsCollector,
 )
 from benchd.metrics.render import RenderError, render_both, render_openmetrics, render_text
+from benchd.records import RUN_STATES
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "metrics.prom"
 
@@ -38,6 +40,8 @@ def _golden_registry() -> CollectorRegistry:
     snapshot = small_snapshot()
     registry.register(ResultsCollector(lambda: snapshot))
     registry.register(DaemonCollector(stats, lambda: 2))
+    states = dict.fromkeys(RUN_STATES, 0) | {"queued": 2, "running": 1, "ok": 7, "failed": 1}
+    registry.register(RunStatesCollector(lambda: states))
     registry.register(BuildInfoCollector("0.1.0", "3.11.7"))
     scrape_stats = ScrapeStats()  # fixed figures: a live scrape's durations vary
     scrape_stats.record("results", True, 0.0042)

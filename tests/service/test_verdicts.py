@@ -11,7 +11,7 @@ import pytest
 
 from benchd.config import DaemonConfig
 from benchd.history import RunRecord, SQLiteHistoryStore
-from benchd.records import RunResult, Verdict
+from benchd.records import NoiseFloor, RunResult, Verdict
 from benchd.registry import LocalFolderWatcher
 from benchd.service.verdicts import VerdictMaker
 from tests.comparison.models import write_models
@@ -208,3 +208,72 @@ def test_batch_mode_re_measures_the_baseline_with_the_real_comparison_worker(
     assert {m.pairs for m in verdict.metrics} <= set(range(4, 11))
     assert store.latest_verdicts("m") == [verdict]
     assert (tmp_path / "runs" / str(record.id) / "compare-single_stream-bs1").is_dir()
+
+
+def _floor(p99_ratio: float, hardware_class: str = CLASS) -> NoiseFloor:
+    return NoiseFloor(
+        model="m", version="1", hardware_class=hardware_class, device="cpu", scenario="single_stream",
+        batch_size=1, p99_ratio=p99_ratio, p50_ratio=0.01, batches=3, pairs=12, budget_s=180.0,
+        threshold=0.1, widths=(p99_ratio,) * 3,
+    )  # fmt: skip
+
+
+def test_a_threshold_below_the_noise_floor_is_refused_with_a_sentence_and_no_batch(
+    store: SQLiteHistoryStore, registry: Registry, watcher: LocalFolderWatcher, make_config, tmp_path: Path
+) -> None:
+    # The placeholder versions cannot run: a refusal must decide without starting any worker.
+    config = make_config(verdict={"mode": "batch", "threshold": 0.10, "calibration_batches": 0})
+    history = History(store, registry, watcher, config)
+    history.publish("1", "2")
+    history.stored_run("1", 0.001, 0)
+    record, result = history.stored_run("2", 0.001, 1)
+    store.save_noise_floor(_floor(0.04, hardware_class="another-class"))  # another class: not this one's
+    store.save_noise_floor(_floor(0.14))
+    (verdict,) = history.maker(runs_dir=tmp_path / "runs").decide_for_run(record, result, threading.Event())
+    assert (verdict.state, verdict.method, verdict.metrics) == ("refused", "refused", ())
+    assert "the P99 threshold 10% is below this host's noise floor 14.0%" in verdict.note
+    assert "raise verdict.thresholds.p99_latency" in verdict.note
+    assert not (tmp_path / "runs").exists()  # no comparison worker started
+    assert store.verdict_rows("m", "2")[0].inputs["noise_floor"]["p99_ratio"] == 0.14
+    # A threshold above the floor is not refused: the batch runs (and fails here: placeholder artifacts).
+    store.save_noise_floor(_floor(0.08))
+    assert history.maker(runs_dir=tmp_path / "runs").refusal(
+        history.store.get_version("m", "2"), result.results[0], CLASS, "1"
+    ) is None
+
+
+@pytest.mark.slow  # real A/A batches of the comparison worker
+def test_the_first_version_on_a_hardware_class_gets_its_noise_floor_measured(
+    store: SQLiteHistoryStore,
+    registry: Registry,
+    watcher: LocalFolderWatcher,
+    make_config: Callable[..., DaemonConfig],
+    fast_and_slow: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    config = make_config(
+        benchmark={**QUICK_BENCHMARK, "device": "cpu", "threads": 1, "allow_pickle": True},
+        verdict={"mode": "batch", "trial": "0.2s", "trial_queries": 100, "min_pairs": 3, "max_pairs": 3,
+                 "time_cap": "60s", "calibration_batches": 2},
+    )  # fmt: skip
+    history = History(store, registry, watcher, config)
+    registry.publish("m", "1", fast_and_slow["fast"])
+    for mv in watcher.poll():
+        store.record_version(mv)
+    record, result = history.stored_run("1", 0.001, 0)
+    maker = VerdictMaker(
+        store, {watcher.name: watcher}, config.benchmark, config.verdict, tmp_path / "runs",
+        fingerprint=lambda slot: {"hardware_class": CLASS}, calibration_batches=2,
+    )  # fmt: skip
+    assert maker.decide_for_run(record, result, threading.Event()) == []  # the first version: no baseline
+    floor = store.noise_floor("m", CLASS)
+    assert floor is not None and (floor.batches, floor.version, floor.device) == (2, "1", "cpu")
+    assert len(floor.widths) == 2 and floor.p99_ratio == pytest.approx(sum(floor.widths) / 2)
+    assert floor.p50_ratio > 0 and 0 < floor.p99_ratio < 10  # a width, measured: not a default
+    # three pairs per A/A batch, run to the budget (nothing stops a calibration early)
+    assert floor.pairs == 3
+    # measured once per model and hardware class: a later run does not measure it again
+    runs_before = sorted((tmp_path / "runs").iterdir())
+    assert maker.calibrate_if_missing(record, history.store.get_version("m", "1"), result.results[0], CLASS,
+                                      threading.Event()) is None  # fmt: skip
+    assert sorted((tmp_path / "runs").iterdir()) == runs_before

@@ -23,7 +23,13 @@ from prometheus_client.utils import floatToGoString
 
 from benchd.metrics import names
 from benchd.metrics.names import MetricSpec
-from benchd.metrics.snapshot import ResultSeries, ResultsSnapshot, VerdictSeries, limit_versions
+from benchd.metrics.snapshot import (
+    NoiseFloorSeries,
+    ResultSeries,
+    ResultsSnapshot,
+    VerdictSeries,
+    limit_versions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +203,12 @@ class ResultsCollector:
                                                                c.batch_size)):  # fmt: skip
             change.add_metric([c.model, c.version, c.scenario, c.device, str(c.batch_size)], c.ratio)
         yield change
+        floors = family(names.NOISE_FLOOR_RATIO)
+        for f in sorted(snapshot.noise_floors, key=_floor_key):
+            labels = [f.model, f.scenario, f.device, f.hardware_class]
+            floors.add_metric([*labels, "p99"], f.p99_ratio)
+            floors.add_metric([*labels, "p50"], f.p50_ratio)
+        yield floors
 
     def _info_families(self, snapshot: ResultsSnapshot) -> Iterator[Metric]:
         roles = family(names.MODEL_VERSION_INFO)
@@ -207,3 +219,7 @@ class ResultsCollector:
         for d in sorted(set(snapshot.devices), key=lambda d: d.device):
             devices.add_metric([d.device, d.name, d.uuid, d.driver, d.hardware_class], {})
         yield devices
+
+
+def _floor_key(f: NoiseFloorSeries) -> tuple[str, str, str, str]:
+    return (f.model, f.scenario, f.device, f.hardware_class)

@@ -168,6 +168,12 @@ CHANGE_POINT_RATIO = MetricSpec(
     "A change point in the series' per-run P99 history, on the version whose run starts the new segment: "
     "mean P99 after / before (above 1: a creep no single verdict flagged).", SERIES_LABELS,
 )  # fmt: skip
+NOISE_FLOOR_RATIO = MetricSpec(
+    "benchd_verdict_noise_floor_ratio", "gauge",
+    "The smallest change a comparison batch can decide on this host within its budget, from A/A batches "
+    "(half-width of the final 95% interval as a ratio; metric: p99, p50); a P99 threshold below is refused.",
+    ("model", "scenario", "device", "hardware_class", "metric"),
+)  # fmt: skip
 MODEL_VERSION_INFO = MetricSpec(
     "benchd_model_version_info", "info", "Which version holds which role (candidate, baseline, champion).",
     (MODEL, VERSION, "role"),
@@ -207,7 +213,8 @@ RESULT_METRICS: tuple[MetricSpec, ...] = (
     QUERY_LATENCY, RUN_LATENCY, RUN_THROUGHPUT_QPS, RUN_THROUGHPUT_SPS, RUN_LATENCY_BOUND, RUN_ENERGY,
     RUN_ENERGY_PER_SAMPLE,
     RUN_POWER, RUN_TIMESTAMP, RUN_DURATION, RUN_THROTTLED, ENERGY_TOTAL, RUNS_TOTAL, REGRESSION_RATIO,
-    REGRESSION_DETECTED, REGRESSION_STATE, CHANGE_POINT_RATIO, MODEL_VERSION_INFO, DEVICE_INFO,
+    REGRESSION_DETECTED, REGRESSION_STATE, CHANGE_POINT_RATIO, NOISE_FLOOR_RATIO, MODEL_VERSION_INFO,
+    DEVICE_INFO,
 )  # fmt: skip
 """Metrics derived from the store (the cached part of /metrics), in exposition order."""
 

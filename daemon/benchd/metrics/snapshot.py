@@ -157,6 +157,18 @@ class ChangePointSeries:
 
 
 @dataclass(frozen=True)
+class NoiseFloorSeries:
+    """A model's measured noise floor on one hardware class (:class:`benchd.records.NoiseFloor`)."""
+
+    model: str
+    scenario: str
+    device: str
+    hardware_class: str
+    p99_ratio: float
+    p50_ratio: float
+
+
+@dataclass(frozen=True)
 class RunCount:
     """All runs of a model's scenario that ended with ``outcome`` (ok, failed, timeout, invalid)."""
 
@@ -214,6 +226,7 @@ class ResultsSnapshot:
     version_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     taken_unix_s: float = 0.0
     change_points: tuple[ChangePointSeries, ...] = ()
+    noise_floors: tuple[NoiseFloorSeries, ...] = ()
 
 
 def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[str]]:

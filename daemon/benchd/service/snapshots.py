@@ -22,6 +22,7 @@ from benchd.metrics.snapshot import (
     DeviceInfoSeries,
     EnergyTotal,
     HistogramState,
+    NoiseFloorSeries,
     ResultSeries,
     ResultsSnapshot,
     RunCount,
@@ -152,6 +153,10 @@ class SnapshotBuilder:
             version_order=self._version_order(),
             taken_unix_s=time.time(),
             change_points=self._change_points(p99_history),
+            noise_floors=tuple(
+                NoiseFloorSeries(f.model, f.scenario, f.device, f.hardware_class, f.p99_ratio, f.p50_ratio)
+                for f in self.store.noise_floors()
+            ),
         )
         logger.debug(
             "snapshot: %d series, %d verdicts in %.3f s",
