@@ -331,3 +331,16 @@ def test_daemon_without_another_version_passes_as_no_baseline(daemon, tmp_path, 
     assert _check(daemon) == 3
     out = capsys.readouterr().out
     assert "result: INCONCLUSIVE" in out and "although versions 4 have runs" in out
+
+
+def test_a_refused_verdict_fails_the_gate_with_its_sentence():
+    from benchd.cli.check_report import EXIT_ERROR, CheckReport, format_report
+
+    refused = Verdict(
+        model="m", candidate_version="2", baseline_version="1", scenario="single_stream", batch_size=1,
+        device="cpu", method="refused", metrics=(),
+        note="refused: the P99 threshold 10% is below this host's noise floor 14.0% for model m",
+    )  # fmt: skip
+    report = CheckReport(model="m", version="2", mode="daemon", verdicts=[refused])
+    assert (report.status, report.exit_code) == ("error", EXIT_ERROR)
+    assert "noise floor 14.0%" in format_report(report)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchd.cli.tables import format_seconds, format_table
-from benchd.records import MetricVerdict, Verdict, to_dict
+from benchd.records import REFUSED, MetricVerdict, Verdict, to_dict
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 NO_BASELINE = "no_baseline"
@@ -41,7 +41,7 @@ class CheckReport:
     def status(self) -> str:
         """One of :data:`STATUSES`; no verdict at all without a no-baseline reason is ``inconclusive``."""
         states = {v.state for v in self.verdicts}
-        if self.errors:
+        if self.errors or REFUSED in states:  # a refused verdict: the threshold is below the noise floor
             return "error"
         if "regressed" in states:
             return "regressed"
