@@ -175,7 +175,7 @@ class VerdictConfig(ConfigModel):
         description="per-metric t: p99_latency, p50_latency, throughput, energy_per_sample",
         json_schema_extra={"x-unit": "fraction"},
     )
-    min_pairs: Int = Field(6, ge=2, le=1000, description="pairs run before a verdict may stop the batch")
+    min_pairs: Int = Field(4, ge=2, le=1000, description="pairs run before a verdict may stop the batch")
     max_pairs: Int = Field(
         40, ge=2, le=1000, description="the most pairs run; then undecided is inconclusive"
     )
