@@ -17,10 +17,17 @@ logger = logging.getLogger(__name__)
 
 CPUSet = tuple[int, ...]
 
+#: The CPUs this process could use before :func:`pin_process` first narrowed them (None: never pinned).
+_before_pinning: CPUSet | None = None
+
 
 def available_cpus() -> CPUSet:
-    """The CPUs this process may run on, sorted."""
-    return tuple(sorted(os.sched_getaffinity(0)))
+    """The CPUs this process may run on, sorted: as they were before benchd pinned it, if it did.
+
+    The daemon pins its own threads off the worker's CPUs; the worker's CPUs are still chosen from the set
+    the process was started with, or every later comparison would find only the daemon's own CPUs.
+    """
+    return _before_pinning if _before_pinning is not None else tuple(sorted(os.sched_getaffinity(0)))
 
 
 def parse_cpu_list(text: str) -> CPUSet:
@@ -103,8 +110,11 @@ def pin_process(cpus: Iterable[int] | None) -> bool:
     ``sched_setaffinity`` acts on one thread, so each thread in ``/proc/self/task`` is pinned; threads
     created afterwards inherit their creator's set. A failure is logged and leaves the process unpinned.
     """
+    global _before_pinning
     if cpus is None:
         return False
+    if _before_pinning is None:
+        _before_pinning = tuple(sorted(os.sched_getaffinity(0)))
     wanted = set(cpus)
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
