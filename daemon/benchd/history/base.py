@@ -279,6 +279,17 @@ class HistoryStore(CursorStore, Protocol):
     def latencies(self, result_id: int) -> np.ndarray:
         """Return a result's raw latencies (int64 ns)."""
 
+    def result_versions(self, *, host: str | None = None) -> dict[tuple[str, str], float]:
+        """Every (model, version) with results, and when its newest result ended (unix s)."""
+
+    def energy_totals(self, *, host: str | None = None) -> dict[str, float]:
+        """Joules of every measured window, per device."""
+
+    def p99_history(
+        self, runs: int, *, host: str | None = None
+    ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
+        """The newest ``runs`` valid, unthrottled (id, version, p99 s) per (model, scenario, device, bs)."""
+
     def latest_versions(self, model: str, k: int) -> list[str]:
         """Return the newest k versions of a model that have results, newest first."""
 

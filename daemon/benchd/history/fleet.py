@@ -117,6 +117,20 @@ class HostView:
             model, version, scenario, limit, hardware_class=hardware_class, host=host or self.host
         )
 
+    def result_versions(self, *, host: str | None = None) -> dict[tuple[str, str], float]:
+        """Return the versions this host has results of (see ``HistoryStore.result_versions``)."""
+        return self.store.result_versions(host=host or self.host)
+
+    def energy_totals(self, *, host: str | None = None) -> dict[str, float]:
+        """Return the joules of this host's measured windows, per device."""
+        return self.store.energy_totals(host=host or self.host)
+
+    def p99_history(
+        self, runs: int, *, host: str | None = None
+    ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
+        """Return the newest P99s of this host's series (see ``HistoryStore.p99_history``)."""
+        return self.store.p99_history(runs, host=host or self.host)
+
     def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
         """Return this host's finished-run counts by (model, scenario, outcome)."""
         return self.store.run_counts(host=host or self.host)
