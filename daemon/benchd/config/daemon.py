@@ -213,7 +213,7 @@ class VerdictConfig(ConfigModel):
         if self.trial_s > self.time_cap_s:
             problems.append(("trial", f"must be <= time_cap ({format_duration(self.time_cap_s)})"))
         if self.min_effect is not None:
-            for metric, t in {"threshold": self.threshold, **self.thresholds}.items():
+            for metric, t in [("threshold", self.threshold), *self.thresholds.items()]:
                 if self.min_effect >= t:
                     where = "threshold" if metric == "threshold" else f"thresholds.{metric}"
                     problems.append(("min_effect", f"must be < {where} ({t:g})"))

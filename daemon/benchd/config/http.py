@@ -9,14 +9,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, JsonValue, field_validator
 
 from benchd.config.units import HOUR_S, ByteSize, ConfigModel, Duration, EnvName, Int, Str
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
-_COUNT = {"x-unit": "count"}
+_COUNT: dict[str, JsonValue] = {"x-unit": "count"}
 
 
 class HttpConfig(ConfigModel):

@@ -303,6 +303,17 @@ class HistoryStore(CursorStore, Protocol):
     ) -> int:
         """Store a verdict with its inputs (filed under a hardware class and host); returns its id."""
 
+    def verdict_rows(
+        self,
+        model: str,
+        candidate_version: str | None = None,
+        scenario: str | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        limit: int = 50,
+    ) -> list[VerdictRow]:
+        """Return stored verdicts with their ids and inputs, newest first."""
+
     def latest_verdicts(
         self, model: str | None = None, *, host: str | None = None, per_version: bool = False
     ) -> list[Verdict]:

@@ -17,8 +17,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from benchd.history.base import CursorStore, HistoryStore, ResultRow
-from benchd.records import Verdict
+from benchd.records import ModelVersion, NoiseFloor, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,18 @@ class HostView:
     ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
         """Return the newest P99s of this host's series (see ``HistoryStore.p99_history``)."""
         return self.store.p99_history(runs, host=host or self.host)
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersion]:
+        """Return the fleet's known versions, oldest first (versions are not per host)."""
+        return self.store.list_versions(model)
+
+    def latencies(self, result_id: int) -> np.ndarray:
+        """Return a result's raw latencies (int64 ns)."""
+        return self.store.latencies(result_id)
+
+    def noise_floors(self, *, host: str | None = None) -> list[NoiseFloor]:
+        """Return the newest noise floor of every (model, hardware class), fleet-wide unless ``host``."""
+        return self.store.noise_floors(host=host)
 
     def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
         """Return this host's finished-run counts by (model, scenario, outcome)."""

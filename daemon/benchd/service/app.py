@@ -42,7 +42,7 @@ from benchd.service.lifecycle import (
 from benchd.service.recording import RetryPolicy
 from benchd.service.scheduler import PollJob, Scheduler
 from benchd.service.slots import Slot, SlotWorker
-from benchd.service.snapshots import SnapshotBuilder
+from benchd.service.snapshots import ExportSource, SnapshotBuilder
 from benchd.service.verdicts import VerdictMaker
 from benchd.version import __version__
 
@@ -99,9 +99,11 @@ class BenchdApp:
         self.watchers = {w.name: w for w in build_watchers(config, cursor_store=cursors)}
         self.stats = DaemonStats()
         self.wakeup = threading.Condition()
-        exported = HostView(self.store, self.store.host or "") if self.store.shared else self.store
+        exported: ExportSource = (
+            HostView(self.store, self.store.host or "") if self.store.shared else self.store
+        )
         self.snapshots = SnapshotBuilder(
-            exported,  # type: ignore[arg-type]
+            exported,
             config.export.latency_buckets_s,
             self._device_info(),
             latest_versions=config.export.latest_versions,
@@ -300,7 +302,8 @@ class BenchdApp:
 
     def refresh_metrics(self) -> None:
         """Rebuild the results snapshot from the store and re-render the cached exposition."""
-        registry_of = {}  # model -> the registry that reported it first (one store read, not one per model)
+        # model -> the registry that reported it first (one store read, not one per model)
+        registry_of: dict[str, str] = {}
         for v in self.store.list_versions():
             registry_of.setdefault(v.model, v.registry)
         for model, registry in registry_of.items():

@@ -17,9 +17,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
 
 from benchd.analysis import detect_change_points
-from benchd.history import HistoryStore
 from benchd.history.base import ResultRow
 from benchd.metrics.names import DEFAULT_LATENCY_BUCKETS_S
 from benchd.metrics.snapshot import (
@@ -37,7 +39,7 @@ from benchd.metrics.snapshot import (
     histogram_from_latencies,
     merge_histograms,
 )
-from benchd.records import Verdict
+from benchd.records import ModelVersion, NoiseFloor, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,50 @@ VERDICT_METRIC_LABELS = {
 
 #: (model, version, scenario, device, batch_size): one exported result series.
 SeriesKey = tuple[str, str, str, str, int]
+
+
+class ExportSource(Protocol):
+    """What a build reads of the store: a :class:`HistoryStore`, or a ``HostView`` of a shared one."""
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersion]:
+        """Known versions, oldest first."""
+
+    def result_versions(self, *, host: str | None = None) -> dict[tuple[str, str], float]:
+        """Every (model, version) with results, and when its newest result ended (unix s)."""
+
+    def result_rows(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        scenario: str | None = None,
+        limit: int | None = None,
+        *,
+        hardware_class: str | None = None,
+        host: str | None = None,
+    ) -> list[ResultRow]:
+        """Stored results, newest first."""
+
+    def latencies(self, result_id: int) -> np.ndarray:
+        """A result's raw latencies (int64 ns)."""
+
+    def energy_totals(self, *, host: str | None = None) -> dict[str, float]:
+        """Joules of every measured window, per device."""
+
+    def p99_history(
+        self, runs: int, *, host: str | None = None
+    ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
+        """The newest ``runs`` valid, unthrottled (id, version, p99 s) per series."""
+
+    def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
+        """Finished-run counts by (model, scenario, outcome)."""
+
+    def latest_verdicts(
+        self, model: str | None = None, *, host: str | None = None, per_version: bool = False
+    ) -> list[Verdict]:
+        """The latest verdict per series (per candidate version with ``per_version``)."""
+
+    def noise_floors(self, *, host: str | None = None) -> list[NoiseFloor]:
+        """The newest noise floor of every (model, hardware class)."""
 
 
 class SnapshotBuilder:
@@ -68,7 +114,7 @@ class SnapshotBuilder:
 
     def __init__(
         self,
-        store: HistoryStore,
+        store: ExportSource,
         buckets_s: Sequence[float] | None = None,
         devices: tuple[DeviceInfoSeries, ...] = (),
         *,
