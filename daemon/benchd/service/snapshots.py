@@ -209,7 +209,11 @@ class SnapshotBuilder:
             energy_totals=tuple(EnergyTotal(d, j) for d, j in sorted(self.store.energy_totals().items())),
             devices=self.devices,
             roles=roles,
-            version_order=version_order,
+            version_order={  # the exported versions' order is all the collector ranks
+                model: tuple(v for v in versions if v in keep[model])
+                for model, versions in version_order.items()
+                if model in keep
+            },
             taken_unix_s=time.time(),
             change_points=change_points,
             noise_floors=tuple(
