@@ -46,11 +46,12 @@ SLOW_FIXTURES = frozenset(
 #: They live in other rooms; a ``@pytest.mark.slow`` in their own file can replace each entry.
 SLOW_TESTS = frozenset(
     {
-        "tests/test_demo.py::test_demo_shows_the_regression_and_the_improvement",
+        "tests/test_demo.py::test_demo_tells_its_story_on_a_clean_console_and_logs_the_daemon_to_a_file",
         "tests/test_cli_check.py::test_identical_version_passes",
         "tests/test_cli_check.py::test_slower_version_regresses_with_json_and_junit",
         "tests/test_cli_check.py::test_unknown_version_exits_2_with_a_sentence",
-        "tests/test_cli_check.py::test_first_version_has_no_baseline_and_is_inconclusive",
+        "tests/test_cli_check.py::test_first_version_passes_as_no_baseline_unless_a_baseline_is_required",
+        "tests/test_cli_check.py::test_the_config_can_require_a_baseline",
         "tests/runner/test_worker.py::test_a_hanging_model_times_out_and_is_killed",
         "tests/runner/test_worker.py::test_model_failures_fail_the_run_not_the_caller",
         "tests/test_cli_bench.py::test_evaluate_raises_a_typed_error_when_the_run_fails",

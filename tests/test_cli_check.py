@@ -128,6 +128,17 @@ def test_first_version_passes_as_no_baseline_unless_a_baseline_is_required(confi
     assert suite.find("testcase/failure").get("type") == "no_baseline"
 
 
+def test_the_config_can_require_a_baseline(config, tmp_path, capsys):
+    strict = tmp_path / "strict.yaml"
+    doc = yaml.safe_load(config.read_text())
+    doc["verdict"]["require_baseline"] = True
+    strict.write_text(yaml.safe_dump(doc))
+    args = ["check", "--config", str(strict), "--model", "m", "--version", "1", "--json"]
+    assert main(args) == 3  # the model's first version: nothing to compare with, and the config says fail
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["status"], doc["exit_code"], doc["require_baseline"]) == ("no_baseline", 3, True)
+
+
 # -------------------------------------------------------------------------------------------- daemon mode
 
 

@@ -25,9 +25,7 @@ OPTIONAL_MODULES = (
 
 #: Modules known to import an optional package at module level, with who must fix it. Keep it empty:
 #: each entry is a defect, listed so that a new offender still fails this test while the old one waits.
-KNOWN_OFFENDERS = {
-    "tests/deploy/test_deploy_kubernetes.py": "imports kubernetes_validate at module level (owner: deploy)",
-}
+KNOWN_OFFENDERS: dict[str, str] = {}
 
 _COLLECT = f"""
 import importlib.abc, sys

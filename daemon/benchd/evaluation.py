@@ -20,6 +20,7 @@ import yaml
 
 from benchd.config import BenchConfig, bench_config_from
 from benchd.devices.context import DeviceContext
+from benchd.devices.meter import retention_s
 from benchd.errors import ConfigError, RunError, RunFailedError
 from benchd.records import SCENARIOS, RunResult
 from benchd.registry.version_folder import FORMAT_WORDS, SPEC_NAME, sniff_format
@@ -192,7 +193,7 @@ def evaluate(
         else:
             inferred = (type(model_or_path).__name__, "local")
         target = Path(out_dir) if out_dir else Path(tmp) / "out"
-        ctx = DeviceContext(devices)
+        ctx = DeviceContext(devices, retain_s=retention_s(cfg.timeout_s))
         try:
             result = run_folder(
                 folder,

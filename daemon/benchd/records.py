@@ -10,11 +10,13 @@ boundary and reach the store.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 SCENARIOS = ("single_stream", "multi_stream", "server", "offline", "concurrency")
 #: How a run ended, as ``benchd_runs_total{outcome}`` counts it.
@@ -33,7 +35,8 @@ T = TypeVar("T")
 
 def to_dict(record: Any) -> dict[str, Any]:
     """Return a plain dict of a record (nested records become dicts), ready for ``json.dumps``."""
-    return _adapter(type(record)).dump_python(record, warnings=False)  # type: ignore[no-any-return]
+    dumped: dict[str, Any] = _adapter(type(record)).dump_python(record, warnings=False)
+    return dumped
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -46,15 +49,21 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     Raises:
         ValueError: a value does not fit its field (a pydantic ``ValidationError``).
     """
-    return _adapter(cls).validate_python(data)  # type: ignore[no-any-return]
+    record: T = _adapter(cls).validate_python(data)
+    return record
 
 
-@functools.cache
-def _adapter(cls: type) -> Any:
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> TypeAdapter[Any]:
     """One pydantic TypeAdapter per record class, built on first use (pydantic is imported only then)."""
-    from pydantic import TypeAdapter
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        from pydantic import TypeAdapter
 
-    return TypeAdapter(cls)
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:

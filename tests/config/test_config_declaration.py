@@ -109,3 +109,36 @@ def test_every_field_has_a_doc():
     rows = field_docs()
     assert len(rows) > 80
     assert [r.path for r in rows if not r.doc] == []
+
+
+def test_part_constructor_defaults_are_the_declared_ones():
+    """A part built alone (a test, a bench script, benchd bench) behaves as the daemon does by default."""
+    from benchd.config import MLflowRegistryConfig, WorkersConfig
+    from benchd.devices.meter import DEFAULT_RETAIN_S, retention_s
+    from benchd.metrics.server import HTTPService
+    from benchd.registry.mlflow import MLflowWatcher
+    from benchd.runner.sandbox import WorkerLimits
+    from benchd.service.recording import RetryPolicy
+    from benchd.service.snapshots import SnapshotBuilder
+
+    assert WorkerLimits() == WorkerLimits.from_config(WorkersConfig())
+    store = StoreConfig()
+    assert RetryPolicy() == RetryPolicy(
+        result_window_s=store.record_retry_s, max_delay_s=store.record_retry_max_delay_s
+    )
+    http, limits = HttpConfig(), HTTPService("127.0.0.1", 0).limits
+    assert (
+        limits.max_body_bytes, limits.max_connections, limits.header_timeout_s, limits.idle_timeout_s,
+        limits.workers, limits.priority_workers, limits.max_queued,
+    ) == (
+        http.max_body_bytes, http.max_connections, http.header_timeout_s, http.idle_timeout_s,
+        http.workers, http.probe_workers, http.max_queued,
+    )  # fmt: skip
+    mlflow = inspect.signature(MLflowWatcher).parameters
+    declared = MLflowRegistryConfig.model_fields
+    for name in ("max_pages", "max_listing_depth", "max_artifact_files", "max_artifact_bytes", "timeout_s"):
+        assert mlflow[name].default == declared[name].default, name
+    snapshots, export = inspect.signature(SnapshotBuilder).parameters, ExportConfig()
+    for name in ("latest_versions", "change_point_runs", "change_point_min_magnitude"):
+        assert snapshots[name].default == getattr(export, name), name
+    assert retention_s(BenchConfig().timeout_s) == DEFAULT_RETAIN_S

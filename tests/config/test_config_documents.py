@@ -20,24 +20,32 @@ from tests.conftest import REPO
 SCHEMA_FILE = REPO / "configs" / "benchd.schema.json"
 EVERYTHING = """
 data_dir: /srv/benchd
-http: {host: 0.0.0.0, port: 9100, max_body_bytes: 4MiB}
-store: {url: "postgresql://benchd@db/benchd?lease_s=30&pool_max=4"}
+http: {host: 0.0.0.0, port: 9100, max_body_bytes: 4MiB, max_connections: 100, header_timeout: 2s,
+       idle_timeout: 1m, workers: 4, probe_workers: 1, max_queued: 16}
+store: {url: "postgresql://benchd@db/benchd?lease_s=30&pool_max=4", record_retry: 0s,
+        record_retry_max_delay: 250ms}
+workers: {memory_limit: 3GiB, kill_grace: 0.5s, log_cap: 64KiB, max_event_line: 4KiB}
+runs: {stuck_grace: 1h, stuck_check_interval: 5m}
 devices:
   mode: fake
+  telemetry_retention: 2h
   fake: {count: 2, power_w: [[0, 100], [1.5, 300]], throttle_reasons: [power_cap],
          devices: [{name: NVIDIA H200, driver_version: 570.86}], fail_on: sm_clock_hz}
 registries:
   - {type: local, name: drop, root: /srv/models, settle: 250ms, poll_interval: 2m}
   - {type: mlflow, tracking_uri: "https://mlflow.example:5000/", models: [a, b], timeout: 1500ms,
-     max_artifact_bytes: 1000, auth: {bearer_token_env: TOKEN}, webhook_secret_env: HOOK}
+     max_artifact_bytes: 1000, auth: {bearer_token_env: TOKEN}, webhook_secret_env: HOOK,
+     max_pages: 50, max_listing_depth: 4, max_artifact_files: 200}
 benchmark:
   batch_sizes: 1,8
   threads: 2
   timeout: 1h
   defaults: {warmup: 0.25, min_duration: 90s, max_duration: 1.5m, latency_bound: 100us}
   scenarios: {server: {target_qps: 12.5, latency_bound: 20ms}, offline: {}}
-verdict: {threshold: 0.2, min_effect: 0.05, thresholds: {throughput: 0.15}, trial: 1.25s, time_cap: 10m}
-export: {latest_versions: 5, latency_buckets: [1ms, 2.5ms, 1s]}
+verdict: {threshold: 0.2, min_effect: 0.05, thresholds: {throughput: 0.15}, trial: 1.25s, time_cap: 10m,
+          require_baseline: true}
+export: {latest_versions: 5, latency_buckets: [1ms, 2.5ms, 1s], change_point_runs: 50,
+         change_point_min_magnitude: 0.05}
 champion_cron: "30 4 * * 1"
 shutdown_grace: 0s
 """
@@ -74,6 +82,13 @@ def test_show_validate_show_is_a_byte_for_byte_round_trip(tmp_path, capsys, name
         "warmup_s",
         "grace_s",
         "http_",
+        "retry_s",
+        "_delay_s",
+        "retention_s",
+        "interval_s",
+        "memory_limit_bytes",
+        "log_cap_bytes",
+        "line_bytes",
     )
     assert not [name for name in internal if name in first]
 
@@ -94,6 +109,25 @@ def test_show_prints_the_names_and_units_the_docs_use(tmp_path, capsys):
     assert shown["devices"]["fake"]["devices"] == [{"name": "NVIDIA H200", "driver_version": "570.86"}]
     assert shown["export"]["latency_buckets"] == ["1ms", "2.5ms", "1s"]
     assert shown["shutdown_grace"] == "0s"
+    assert shown["workers"] == {"memory_limit": "3GiB", "kill_grace": "500ms", "log_cap": "64KiB",
+                                "max_event_line": "4KiB"}  # fmt: skip
+    assert shown["runs"] == {"stuck_grace": "1h", "stuck_check_interval": "5m"}
+    assert (shown["store"]["record_retry"], shown["store"]["record_retry_max_delay"]) == ("0s", "250ms")
+    assert (shown["http"]["header_timeout"], shown["http"]["idle_timeout"]) == ("2s", "1m")
+    assert shown["devices"]["telemetry_retention"] == "2h"
+
+
+def test_the_default_memory_limit_is_three_quarters_of_this_hosts_ram_and_null_lifts_it(tmp_path, capsys):
+    from benchd.config.workers import host_memory_bytes
+
+    shown = yaml.safe_load(_show(capsys))
+    assert parse_bytes(shown["workers"]["memory_limit"]) == host_memory_bytes() * 3 // 4
+    path = tmp_path / "c.yaml"
+    path.write_text("workers: {memory_limit: null}\n")
+    first = _show(capsys, "--config", str(path))
+    assert yaml.safe_load(first)["workers"]["memory_limit"] is None
+    path.write_text(first)
+    assert _show(capsys, "--config", str(path)) == first  # null stays null: no limit, not the default
 
 
 def test_validate_prints_every_problem_on_its_own_line_and_exits_2(tmp_path, capsys):
@@ -107,8 +141,9 @@ def test_validate_prints_every_problem_on_its_own_line_and_exits_2(tmp_path, cap
     lines = [line.strip() for line in out.err.splitlines()]
     assert lines[1:] == [
         f"{path}: http.port: must be >= 0, got -1",
-        f"{path}: http.hots: unknown field (did you mean 'host'?); known fields: api_token_env, host, "
-        "max_body_bytes, port",
+        f"{path}: http.hots: unknown field (did you mean 'host'?); known fields: api_token_env, "
+        "header_timeout, host, idle_timeout, max_body_bytes, max_connections, max_queued, port, "
+        "probe_workers, workers",
         f"{path}: verdict.trial: must be > 0s, got 0s",
     ]
 
@@ -175,6 +210,7 @@ def test_readme_configuration_table_is_the_generated_one(capsys):
     rows = [line for line in markdown_table().splitlines()[2:]]
     assert "| `verdict.max_pairs` | `40` |" in "\n".join(rows)
     assert "| `registries[].poll_interval` | `10s` (local), `30s` (mlflow) | duration |" in "\n".join(rows)
+    assert "| `workers.memory_limit` | 75% of host RAM | bytes |" in "\n".join(rows)  # not this host's figure
 
 
 def test_durations_print_back_to_the_same_seconds():

@@ -74,6 +74,46 @@ CASES = [
 ]
 
 
+# Bounds of the fields that wired the daemon's parts to the config: each value below is one the part
+# refuses at start (ValueError), overflows on (OverflowError: timestamp out of range, in a socket timeout or
+# an Event.wait), or turns into a busy loop or a check that can never find anything.
+CASES += [
+    ("memory_limit_tiny", "workers: {memory_limit: 1MiB}\n", "workers.memory_limit"),  # WorkerLimits refuses
+    ("log_cap_tiny", "workers: {log_cap: 1KiB}\n", "workers.log_cap"),  # WorkerLimits refuses
+    ("event_line_tiny", "workers: {max_event_line: 100}\n", "workers.max_event_line"),  # WorkerLimits
+    ("kill_grace_negative", "workers: {kill_grace: -1s}\n", "workers.kill_grace"),
+    ("kill_grace_huge", "workers: {kill_grace: 1e12}\n", "workers.kill_grace"),  # OverflowError at a kill
+    ("idle_timeout_huge", "http: {idle_timeout: 1e12}\n", "http.idle_timeout"),  # settimeout OverflowError
+    ("header_timeout_zero", "http: {header_timeout: 0s}\n", "http.header_timeout"),  # HTTPService refuses
+    ("http_workers_zero", "http: {workers: 0}\n", "http.workers"),  # HTTPService refuses
+    ("http_max_queued_zero", "http: {max_queued: 0}\n", "http.max_queued"),  # HTTPService refuses
+    ("http_max_connections_zero", "http: {max_connections: 0}\n", "http.max_connections"),
+    ("record_retry_negative", "store: {record_retry: -1s}\n", "store.record_retry"),
+    ("record_retry_delay_zero", "store: {record_retry_max_delay: 0s}\n", "store.record_retry_max_delay"),
+    ("record_retry_delay_huge", "store: {record_retry_max_delay: 1e12}\n", "store.record_retry_max_delay"),
+    ("stuck_grace_zero", "runs: {stuck_grace: 0s}\n", "runs.stuck_grace"),  # fails runs at their timeout
+    ("stuck_check_busy", "runs: {stuck_check_interval: 0s}\n", "runs.stuck_check_interval"),  # busy loop
+    ("stuck_check_huge", "runs: {stuck_check_interval: 1e12}\n", "runs.stuck_check_interval"),  # Overflow
+    ("telemetry_retention_zero", "devices: {telemetry_retention: 0s}\n", "devices.telemetry_retention"),
+    (
+        "mlflow_max_pages_zero",  # every search would give up before its first page
+        "registries:\n  - {type: mlflow, tracking_uri: 'http://127.0.0.1:9', max_pages: 0}\n",
+        "registries[0].max_pages",
+    ),
+    (
+        "mlflow_listing_depth_zero",
+        "registries:\n  - {type: mlflow, tracking_uri: 'http://127.0.0.1:9', max_listing_depth: 0}\n",
+        "registries[0].max_listing_depth",
+    ),
+    ("change_point_runs_too_few", "export: {change_point_runs: 5}\n", "export.change_point_runs"),  # none
+    (
+        "change_point_magnitude_one",
+        "export: {change_point_min_magnitude: 1}\n",
+        "export.change_point_min_magnitude",
+    ),
+]
+
+
 @pytest.mark.parametrize(("text", "path"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_validate_refuses_what_run_cannot_use(tmp_path, capsys, text, path):
     config = tmp_path / "benchd.yaml"

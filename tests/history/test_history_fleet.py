@@ -191,6 +191,9 @@ def test_each_host_sees_its_own_results_counts_and_verdicts_through_a_host_view(
     view_a = HostView(a, "host-a")
     assert [r.hardware_class for r in view_a.result_rows()] == ["fake-a100-drv550"]
     assert view_a.run_counts() == {("resnet", "single_stream", "ok"): 1}
+    assert view_a.energy_totals() == {"cuda:0": 5.0} and a.energy_totals() == {"cuda:0": 10.0}
+    assert [v for _, v, _ in view_a.p99_history(10)[("resnet", "single_stream", "cuda:0", 1)]] == ["2"]
+    assert list(view_a.result_versions()) == [("resnet", "2")]
     assert a.run_counts() == {("resnet", "single_stream", "ok"): 2}
     assert [v.state for v in view_a.latest_verdicts()] == ["unchanged"]
     assert [v.state for v in HostView(b, "host-b").latest_verdicts()] == ["regressed"]

@@ -147,3 +147,33 @@ def test_verdicts_roundtrip_latest_per_series(store: SQLHistoryStore) -> None:
     rows = store.verdict_rows("resnet", "2")
     assert rows[0].id == first_id
     assert rows[0].inputs == {"pairs": 10, "n": 5000, "interval": [0.98, 1.06], "t": 0.1}
+
+
+def test_the_exporters_aggregate_reads_span_every_result(
+    store: SQLHistoryStore, make_spec, make_scenario_result, make_run_result
+) -> None:
+    """Which versions have results, the energy counter and the P99 history: one query each, no JSON."""
+    import dataclasses
+
+    from benchd.records import EnergyReport
+
+    p99s = {"1": 0.004, "2": 0.005, "3": 0.006, "4": 0.007, "5": 0.008}
+    for i, (version, p99_s) in enumerate(p99s.items()):
+        spec = make_spec(version=version, scenarios=("single_stream", "offline"))
+        single = make_scenario_result("single_stream", p99_s=p99_s, throttled=version == "4")
+        if version == "3":
+            single = dataclasses.replace(single, energy=EnergyReport(measured=False, reason="too short"))
+        offline = dataclasses.replace(make_scenario_result("offline", batch_size=8), valid=version != "5")
+        _finish(store, spec, make_run_result(spec, (single, offline), ended_unix_s=1_700_000_000.0 + i))
+    assert store.result_versions() == {("resnet", v): 1_700_000_000.0 + i for i, v in enumerate(p99s)}
+    assert store.energy_totals() == {"cpu": 5.0 * 9}  # 10 windows, one not measured
+    history = store.p99_history(3)
+    assert [(v, p99) for _, v, p99 in history[("resnet", "single_stream", "cpu", 1)]] == [
+        ("5", 0.008),
+        ("3", 0.006),
+        ("2", 0.005),
+    ]  # newest first; the throttled run of version 4 is left out
+    assert [v for _, v, _ in history[("resnet", "offline", "cpu", 8)]] == ["4", "3", "2"]  # 5: invalid
+    ids = [i for i, _, _ in history[("resnet", "single_stream", "cpu", 1)]]
+    assert ids == sorted(ids, reverse=True)
+    assert store.p99_history(3, host="elsewhere") == {} and store.energy_totals(host="elsewhere") == {}

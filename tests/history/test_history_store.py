@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -70,6 +71,37 @@ def test_a_later_migration_applies_once_to_an_existing_store(open_test_store) ->
     assert calls == [1]
     assert raw_rows(store, "SELECT COUNT(note) FROM runs") == [(0,)]
     assert _schema_version(store) == len(MIGRATIONS) + 1
+
+
+def test_results_stored_before_the_energy_column_get_their_joules(open_test_store, make_spec) -> None:
+    """Schema 4 added ``results.energy_j`` (the exporter sums it); older results are filled in from JSON."""
+    import json
+
+    from tests.history.conftest import _scenario_result
+
+    from benchd.records import EnergyReport, to_dict
+
+    old = open_test_store(migrations=MIGRATIONS[:3])
+    run_id = old.enqueue_run(make_spec())
+    measured = _scenario_result()  # 5 J measured
+    unmeasured = dataclasses.replace(measured, energy=EnergyReport(measured=False, reason="too short"))
+    with old._db.write() as conn:
+        for idx, result in enumerate((measured, unmeasured, dataclasses.replace(measured, energy=None))):
+            conn.execute(
+                "INSERT INTO results (run_id, idx, model, version, scenario, batch_size, device, valid, "
+                "throttled, ended_unix_s, result_json) "
+                "VALUES (?, ?, 'resnet', '1', ?, 1, 'cpu', 1, 0, 1.0, ?)",
+                (run_id, idx, f"s{idx}", json.dumps(to_dict(result))),
+            )
+    old.close()
+    store = open_test_store()
+    assert _schema_version(store) == len(MIGRATIONS) == 4
+    assert raw_rows(store, "SELECT idx, energy_j FROM results ORDER BY idx") == [
+        (0, 5.0),
+        (1, None),
+        (2, None),
+    ]
+    assert store.energy_totals() == {"cpu": 5.0}
 
 
 def test_a_failing_migration_leaves_the_previous_version_intact(open_test_store) -> None:

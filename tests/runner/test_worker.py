@@ -108,7 +108,8 @@ def test_input_mismatch_missing_and_corrupt_artifacts(zoo, tmp_path):
 
 
 def test_cuda_device_without_cuda_is_device_unavailable(zoo, tmp_path):
-    r = run_spec(spec(zoo["mlp"], device="cuda:0"), tmp_path / "out")
+    # CUDA hidden from this worker only (added to its allow-listed environment), so a GPU host holds too
+    r = run_spec(spec(zoo["mlp"], device="cuda:0"), tmp_path / "out", env={"CUDA_VISIBLE_DEVICES": ""})
     assert r.error_kind == "device_unavailable"
     assert "CUDA is not available" in r.error
 

@@ -74,9 +74,15 @@ def test_only_the_latest_k_versions_are_exported_in_registry_order(store: SQLite
         store.record_version(ModelVersion("m", version, "local"))
     for version in ("4", "3", "2", "1"):  # v1 ran last: the champion cron re-measured it
         _finish(store, version, [0.001, 0.002])
-    snapshot = SnapshotBuilder(store, BOUNDS_S).build()
-    assert snapshot.version_order == {"m": ("1", "2", "3", "4")}
-    assert {r.version for r in snapshot.results} == {"1", "2", "3", "4"}  # the store keeps everything
+    snapshot = SnapshotBuilder(store, BOUNDS_S, latest_versions=2).build()
+    assert snapshot.version_order == {"m": ("3", "4")}  # registry order, of the versions it exports
+    assert {r.version for r in snapshot.results} == {"3", "4"}  # a build reads only what it exports
+    assert {r.version for r in SnapshotBuilder(store, BOUNDS_S, latest_versions=4).build().results} == {
+        "1",
+        "2",
+        "3",
+        "4",
+    }  # the store keeps everything
     registry = CollectorRegistry()
     registry.register(ResultsCollector(lambda: snapshot, latest_versions=2))
     labels = {"model": "m", "scenario": "single_stream", "device": "cpu", "batch_size": "1"}
@@ -178,3 +184,73 @@ def test_a_result_read_once_is_not_decoded_again(store: SQLiteHistoryStore) -> N
         assert sorted(reads) == [1, 2]  # stored results never change: each is decoded once
     finally:
         counting.close()
+
+
+class _CountingStore(SQLiteHistoryStore):
+    """The real store, counting which results a build decodes (rows) and reads the latencies of."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.latency_reads: list[int] = []
+        self.rows_read: list[int] = []
+
+    def latencies(self, result_id: int) -> np.ndarray:
+        self.latency_reads.append(result_id)
+        return super().latencies(result_id)
+
+    def result_rows(self, *args, **kwargs):
+        rows = super().result_rows(*args, **kwargs)
+        self.rows_read.extend(r.id for r in rows)
+        return rows
+
+
+def _publish(store: SQLiteHistoryStore, model: str, version: str, p99_s: float) -> list[int]:
+    """Record a version and store one run of it (joules measured): return its result ids."""
+    store.record_version(ModelVersion(model, version, "local"))
+    measured = EnergyReport(measured=True, source="nvml_counter", energy_j=2.0, energy_per_sample_j=0.1)
+    run_id = _finish(store, version, [0.001, p99_s], model=model, p99_s=p99_s, energy=measured)
+    return [r.id for r in store.result_rows(model, version) if r.run_id == run_id]
+
+
+def test_a_build_reads_and_keeps_only_the_exported_versions(store: SQLiteHistoryStore) -> None:
+    results: dict[tuple[str, str], list[int]] = {}
+    for i in range(1, 31):  # b's P99 steps up at version 28: a change point among the exported versions
+        results[("a", str(i))] = _publish(store, "a", str(i), 0.004)
+        results[("b", str(i))] = _publish(store, "b", str(i), 0.010 if i < 28 else 0.013)
+    results[("a", "1")] += _publish(store, "a", "1", 0.004)  # the champion's cron re-run
+    counting = _CountingStore(store.path)
+    try:
+        builder = SnapshotBuilder(counting, BOUNDS_S, latest_versions=3)
+        builder.set_champion("a", "1")
+        snapshot = builder.build()
+        kept = [("a", "1"), ("a", "28"), ("a", "29"), ("a", "30"), ("b", "28"), ("b", "29"), ("b", "30")]
+        kept_ids = sorted(i for key in kept for i in results[key])
+        assert sorted(counting.latency_reads) == kept_ids  # 9 of the 61 stored results
+        assert sorted(counting.rows_read) == kept_ids
+        assert builder.cached_result_ids == frozenset(kept_ids)
+        assert {(r.model, r.version) for r in snapshot.results} == set(kept)
+        assert _series(snapshot, "1", model="a").histogram.count == 4  # the champion's two runs
+        assert {(t.device, t.joules) for t in snapshot.energy_totals} == {("cpu", 122.0)}  # every run's
+        assert [(c.model, c.version) for c in snapshot.change_points] == [("b", "28")]
+
+        # what is exported is what a builder that reads everything exports
+        reference = SnapshotBuilder(store, BOUNDS_S, latest_versions=1000)
+        reference.set_champion("a", "1")
+        assert _exposition(snapshot, 3) == _exposition(reference.build(), 3)
+
+        # a new version: only its result is read; the version that fell out is evicted from the cache
+        counting.latency_reads.clear()
+        new_ids = _publish(store, "a", "31", 0.004)
+        builder.build()
+        assert counting.latency_reads == new_ids
+        assert builder.cached_result_ids == frozenset(kept_ids) - set(results[("a", "28")]) | set(new_ids)
+    finally:
+        counting.close()
+
+
+def _exposition(snapshot: ResultsSnapshot, latest_versions: int) -> bytes:
+    from benchd.metrics.cache import ResultsCache
+
+    cache = ResultsCache(latest_versions)
+    assert cache.update(snapshot)
+    return cache.body()

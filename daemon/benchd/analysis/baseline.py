@@ -81,12 +81,6 @@ def eligible_runs(
     runs: Iterable[BaselineCandidate], *, scenario: str, batch_size: int, device: str, hardware_class: str
 ) -> WhyNot:
     """A :data:`WhyNot` from stored runs: a version serves when one of its runs is eligible."""
-    match = {
-        "scenario": scenario,
-        "batch_size": batch_size,
-        "device": device,
-        "hardware_class": hardware_class,
-    }
     by_version: dict[str, list[BaselineCandidate]] = {}
     for run in runs:
         by_version.setdefault(run.version, []).append(run)
@@ -95,7 +89,15 @@ def eligible_runs(
         version_runs = by_version.get(version, [])
         if not version_runs:
             return "has no finished run"
-        reasons = list(dict.fromkeys(ineligible_reason(r, **match) or "eligible" for r in version_runs))
+        reasons = list(
+            dict.fromkeys(
+                ineligible_reason(
+                    r, scenario=scenario, batch_size=batch_size, device=device, hardware_class=hardware_class
+                )
+                or "eligible"
+                for r in version_runs
+            )
+        )
         if "eligible" in reasons:
             return None
         if len(version_runs) == 1:
@@ -146,7 +148,7 @@ def choose_baseline(
             champion_note = f"champion {_joined(champion, why)}"
     key = version_sort_key(candidate_version)
     older = sorted({v for v in versions if version_sort_key(v) < key}, key=version_sort_key, reverse=True)
-    details = []
+    details: list[str] = []
     for version in older:
         why = why_not(version)
         if why is None:

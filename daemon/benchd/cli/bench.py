@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,9 +19,13 @@ from benchd.cli.run import print_config_error
 from benchd.cli.tables import format_seconds, format_table
 from benchd.config import DTYPES, BenchConfig, DaemonConfig, load_yaml, parse_duration_s, read_any_config
 from benchd.devices.context import DeviceContext
+from benchd.devices.meter import retention_s
 from benchd.errors import BenchdError, ConfigError
 from benchd.evaluation import apply_overrides, infer_names, materialise, run_folder
 from benchd.records import RunResult, to_dict
+
+#: Opens the devices for runs of at most the given timeout, in seconds.
+DeviceOpener = Callable[[float], DeviceContext]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -269,15 +274,21 @@ def _artifact_line(result: RunResult) -> str:
     return f"artifact format: {first.artifact_format}{note}"
 
 
-def _read_config(path: str | None, devices: str | None) -> tuple[BenchConfig, tuple[str, Any]]:
-    """The benchmark config of ``--config`` and the devices to open (``--devices``, else the daemon's)."""
-    if path is None:
-        return BenchConfig(), (devices or "auto", None)
-    config = read_any_config(load_yaml(path), path)
+def _read_config(path: str | None, devices: str | None) -> tuple[BenchConfig, DeviceOpener]:
+    """The benchmark config of ``--config`` and how to open the devices (``--devices``, else the daemon's).
+
+    The opener takes the longest run's timeout: the sampler keeps telemetry that long plus a margin (or
+    for the daemon config's ``devices.telemetry_retention``).
+    """
+    config = BenchConfig() if path is None else read_any_config(load_yaml(path), path)
     if isinstance(config, DaemonConfig):
         mode = devices or config.devices.mode
-        return config.benchmark, (mode, config.devices.fake if mode == "fake" else None)
-    return config, (devices or "auto", None)
+        fake = config.devices.fake if mode == "fake" else None
+        configured_s = config.devices.telemetry_retention_s
+        return config.benchmark, lambda timeout_s: DeviceContext(
+            mode, fake, retain_s=retention_s(timeout_s, configured_s)
+        )
+    return config, lambda timeout_s: DeviceContext(devices or "auto", retain_s=retention_s(timeout_s))
 
 
 def _printed_by_bench(record: logging.LogRecord) -> bool:
@@ -288,7 +299,7 @@ def _printed_by_bench(record: logging.LogRecord) -> bool:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``benchd bench``."""
     try:
-        config, devices_config = _read_config(args.config, args.devices)
+        config, open_devices = _read_config(args.config, args.devices)
         overrides: dict[str, Any] = {
             "device": args.device,
             "threads": args.threads,
@@ -326,7 +337,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except BenchdError as e:
             print(f"benchd bench: {e}", file=sys.stderr)
             return EXIT_USAGE
-        devices = DeviceContext(*devices_config)
+        devices = open_devices(config.timeout_s)
         try:
             with (
                 Progress(sys.stderr, not args.quiet) as progress,

@@ -90,6 +90,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
     from benchd.config import load_daemon_config
     from benchd.devices.context import DeviceContext
     from benchd.runner.cpus import others, pin_process
+    from benchd.runner.sandbox import WorkerLimits
 
     if args.batches < 1:
         raise BenchdError(f"--batches must be at least 1, got {args.batches}")
@@ -100,7 +101,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
         by_name = {s.name: s for s in config.benchmark.scenarios}
         settings = by_name.get(args.scenario) or dataclasses.replace(settings, name=args.scenario)
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="benchd-calibrate-"))
-    ctx = DeviceContext(config.devices.mode, config.devices.fake)
+    ctx = DeviceContext.for_config(config)
     try:
         device = ctx.resolve(config.benchmark.device)
         plan = plan_comparison(
@@ -130,6 +131,7 @@ def _calibrate(args: argparse.Namespace) -> tuple[Any, float]:
             hardware_class=str(fingerprint.get("hardware_class") or ""),
             meter=ctx.sampler,
             host_fingerprint=fingerprint,
+            limits=WorkerLimits.from_config(config.workers),
             on_batch=lambda i, w: print(
                 f"  A/A batch {i + 1}: P99 +/-{w['p99']:.1%}, p50 +/-{w['p50']:.1%} ({w['pairs']:.0f} pairs)",
                 file=sys.stderr,

@@ -5,7 +5,7 @@ the HTTP API and waits; without one it finds the version in the configured regis
 comparison batch here. It prints a table (metric, baseline, candidate, ratio, interval, verdict), JSON with
 ``--json [FILE]``, and JUnit XML with ``--junit FILE``. Exit status: 0 pass (unchanged or improved, or
 ``no_baseline``: nothing to compare with yet), 1 regressed, 2 error, 3 inconclusive (0 with
-``--inconclusive-passes``) or no baseline with ``--require-baseline``.
+``--inconclusive-passes``) or no baseline with ``--require-baseline`` (``verdict.require_baseline``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
         "daemon unreachable past --timeout, unknown model or version, the comparison failed), 3 "
         "inconclusive (the batch could not decide within its pairs and time cap; --inconclusive-passes, or "
         "verdict.inconclusive_passes in the config, turns it into 0), or no baseline with "
-        "--require-baseline.",
+        "--require-baseline (or verdict.require_baseline in the config).",
     )
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--version", required=True, help="the candidate version")
@@ -69,7 +69,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--require-baseline",
         action="store_true",
-        help="fail (exit 3) when there is no baseline to compare with, instead of passing as no_baseline",
+        default=None,
+        help="fail (exit 3) when there is no baseline to compare with, instead of passing as no_baseline "
+        "[default: verdict.require_baseline of the config, false]",
     )
     p.add_argument(
         "--token-env",
@@ -138,10 +140,13 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     from benchd.config import load_daemon_config
     from benchd.devices.context import DeviceContext
     from benchd.runner.cpus import others, pin_process
+    from benchd.runner.sandbox import WorkerLimits
 
     config = load_daemon_config(args.config)
     if args.inconclusive_passes is None:
         report.inconclusive_passes = config.verdict.inconclusive_passes
+    if args.require_baseline is None:
+        report.require_baseline = config.verdict.require_baseline
     candidate, watcher, registry_cfg = find_version(
         watchers_of(config, args.registry), args.model, report.version
     )
@@ -158,7 +163,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
     report.baseline = baseline.version
     scenarios = _scenarios(config.benchmark.scenarios, args.scenario)
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="benchd-check-"))
-    ctx = DeviceContext(config.devices.mode, config.devices.fake)
+    ctx = DeviceContext.for_config(config)
     try:
         device = ctx.resolve(config.benchmark.device)
         for settings in scenarios:
@@ -192,6 +197,7 @@ def check_locally(args: argparse.Namespace, report: CheckReport, deadline: float
                 out_root / f"{settings.name}-bs{plan.batch_size}",
                 meter=ctx.sampler,
                 host_fingerprint=ctx.fingerprint(device),
+                limits=WorkerLimits.from_config(config.workers),
             )
             report.benchmark_s += float(outcome.inputs.get("benchmark_s", 0.0))
             if outcome.verdict is None:

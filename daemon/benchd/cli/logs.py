@@ -66,14 +66,14 @@ def make_formatter(log_format: str) -> logging.Formatter:
     raise ValueError(f"unknown log format {log_format!r}; known: {', '.join(LOG_FORMATS)}")
 
 
-class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class ConsoleHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record comes (so a swapped stderr is followed)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._fixed = stream
         super().__init__(stream)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:  # noqa: D102 - StreamHandler's attribute
         return self._fixed or sys.stderr
 

@@ -46,7 +46,7 @@ from benchd.analysis import InsufficientDataError
 from benchd.compare.batch import Batch
 from benchd.compare.plan import ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
-from benchd.records import ScenarioSettings, Verdict, to_dict
+from benchd.records import RunSpec, ScenarioSettings, Verdict, to_dict
 from benchd.runner.cpus import configured_cpus
 from benchd.runner.launch import EventHandler, WorkerLimits, run_worker
 
@@ -80,17 +80,24 @@ def plan_comparison(
     Raises:
         ConfigError: ``benchmark.cpu_set`` names CPUs this process may not use.
     """
-    common = {
-        "device": device or bench.device,
-        "scenarios": (scenario or bench.scenarios[0],),
-        "batch_sizes": (batch_size or bench.batch_sizes[0],),
-        "allow_pickle": allow_pickle,
-        "allow_native_code": allow_native_code,
-        "cpus": configured_cpus(bench.cpu_set, bench.threads),
-    }
+    cpus = configured_cpus(bench.cpu_set, bench.threads)
+
+    def side(version: str, path: str) -> RunSpec:
+        return bench.run_spec(
+            model=model,
+            version=version,
+            model_path=path,
+            device=device or bench.device,
+            scenarios=(scenario or bench.scenarios[0],),
+            batch_sizes=(batch_size or bench.batch_sizes[0],),
+            allow_pickle=allow_pickle,
+            allow_native_code=allow_native_code,
+            cpus=cpus,
+        )
+
     return ComparisonPlan(
-        candidate=bench.run_spec(model=model, version=candidate_version, model_path=candidate_path, **common),
-        baseline=bench.run_spec(model=model, version=baseline_version, model_path=baseline_path, **common),
+        candidate=side(candidate_version, candidate_path),
+        baseline=side(baseline_version, baseline_path),
         trial_s=verdict.trial_s,
         trial_queries=verdict.trial_queries,
         min_pairs=verdict.min_pairs,
@@ -99,7 +106,7 @@ def plan_comparison(
         time_cap_s=verdict.time_cap_s,
         threshold=verdict.threshold,
         min_effect=verdict.min_effect,
-        thresholds=dict(verdict.thresholds),
+        thresholds={metric: t for metric, t in verdict.thresholds.items()},
         timeout_s=bench.timeout_s + verdict.time_cap_s,
     )
 

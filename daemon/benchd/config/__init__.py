@@ -17,12 +17,12 @@ from benchd.config.daemon import (
     DaemonConfig,
     DevicesConfig,
     ExportConfig,
-    HttpConfig,
     StoreConfig,
     VerdictConfig,
     default_data_dir,
 )
 from benchd.config.fake_devices import FakeDevicesConfig, FakeGPUConfig
+from benchd.config.http import HttpConfig
 from benchd.config.loading import (
     EMBEDDED_SOURCE,
     bench_config_from,
@@ -45,6 +45,7 @@ from benchd.config.registries import (
     RegistryConfig,
 )
 from benchd.config.units import format_duration, parse_duration_s
+from benchd.config.workers import RunsConfig, WorkersConfig
 from benchd.errors import ConfigError
 
 #: The HTTP port when the config names none.
@@ -69,9 +70,11 @@ __all__ = [
     "MLflowRegistryConfig",
     "Problem",
     "RegistryConfig",
+    "RunsConfig",
     "ScenarioConfig",
     "StoreConfig",
     "VerdictConfig",
+    "WorkersConfig",
     "bench_config_from",
     "config_kind",
     "default_data_dir",

@@ -24,6 +24,7 @@ from benchd.config.problems import FieldProblemsError, raise_problems
 from benchd.config.units import HOUR_S, Bool, ConfigModel, Duration, Int, Number, Str, format_duration
 from benchd.records import SCENARIOS, RunSpec, ScenarioSettings
 
+# a Literal of the names records.SCENARIOS holds (one list); mypy accepts only literal values there
 ScenarioName = Literal[SCENARIOS]  # type: ignore[valid-type]
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 SEED_MAX = 2**32 - 1
@@ -110,6 +111,7 @@ class BenchConfig(ConfigModel):
         tuple[BatchSize, ...],
         BeforeValidator(_batch_sizes_input, json_schema_input_type=Union[BatchSize, list[BatchSize], str]),
     ] = Field((1,), min_length=1, max_length=64, description="batch sizes to run; a list is a sweep")
+    # a Literal of DTYPES (one list, also exported); mypy accepts only literal values there
     dtype: Literal[DTYPES] = Field("float32", description="model and input dtype")  # type: ignore[valid-type]
     amp: Bool = Field(False, description="run under torch.autocast")
     compile: Bool = Field(False, description="torch.compile the model before timing")

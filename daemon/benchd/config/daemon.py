@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +15,7 @@ from pydantic import Field, PrivateAttr, field_serializer, field_validator, mode
 
 from benchd.config.bench import BenchConfig
 from benchd.config.fake_devices import FakeDevicesConfig
+from benchd.config.http import HttpConfig
 from benchd.config.problems import FieldProblemsError
 from benchd.config.registries import AnyRegistryConfig, LocalRegistryConfig
 from benchd.config.units import (
@@ -24,21 +23,17 @@ from benchd.config.units import (
     HOUR_S,
     MINUTE_S,
     Bool,
-    ByteSize,
     ConfigModel,
     Duration,
-    EnvName,
     Int,
     Number,
     Str,
     format_duration,
 )
+from benchd.config.workers import RunsConfig, WorkersConfig
 
 MetricName = Literal["p99_latency", "p50_latency", "throughput", "energy_per_sample"]
 Fraction = Annotated[Number, Field(gt=0, lt=1)]
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
 #: benchd's options in a postgresql:// store URL's query: (type, low, high) in the option's unit.
 STORE_URL_OPTIONS: dict[str, tuple[type, float, float]] = {
     "lease_s": (float, 1.0, HOUR_S),
@@ -58,30 +53,6 @@ def expand_path(value: str, data_dir: str = "") -> str:
     return os.path.expanduser(os.path.expandvars(value.replace("${data_dir}", data_dir)))
 
 
-class HttpConfig(ConfigModel):
-    """The one HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, the JSON API and webhook receivers."""
-
-    host: Str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
-    port: Int = Field(9777, ge=0, le=65535, description="port to listen on (0: any free port)")
-    api_token_env: EnvName = Field(
-        "BENCHD_API_TOKEN",
-        description="env var holding the bearer token for POST /api/v1/runs (unset: refused)",
-    )
-    max_body_bytes: ByteSize = Field(
-        1 << 20, ge=1 << 10, le=64 << 20, description="larger request bodies get 413"
-    )
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, host: str) -> str:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if not _HOSTNAME.match(host):
-                raise ValueError(f"must be an IP address or a host name, got {host!r}") from None
-        return host
-
-
 class StoreConfig(ConfigModel):
     """Where runs, results and verdicts are kept."""
 
@@ -89,6 +60,20 @@ class StoreConfig(ConfigModel):
         "sqlite:///${data_dir}/benchd.sqlite",
         description="sqlite:///PATH, or postgresql://user@host/db to share one store across a fleet "
         "(query options lease_s, pool_min, pool_max, connect_timeout_s)",
+    )
+    record_retry_s: Duration = Field(
+        120.0,
+        alias="record_retry",
+        ge=0,
+        le=DAY_S,
+        description="how long a run's end is retried while the store fails (then it is recorded failed)",
+    )
+    record_retry_max_delay_s: Duration = Field(
+        30.0,
+        alias="record_retry_max_delay",
+        gt=0,
+        le=HOUR_S,
+        description="longest pause between those retries",
     )
 
     @field_validator("url")
@@ -139,6 +124,14 @@ class DevicesConfig(ConfigModel):
     fake: FakeDevicesConfig = Field(
         default_factory=FakeDevicesConfig,
         description="scripted GPUs for mode fake (see benchd/devices/fake.py)",
+    )
+    telemetry_retention_s: Duration | None = Field(
+        None,
+        alias="telemetry_retention",
+        gt=0,
+        le=DAY_S,
+        description="telemetry history kept per device, about 64 bytes per 50 ms sample; a window older "
+        "than this is not measured (none: max(15m, benchmark.timeout + 1m))",
     )
 
     @model_validator(mode="after")
@@ -206,6 +199,11 @@ class VerdictConfig(ConfigModel):
         "(0: only benchd calibrate)",
     )
     inconclusive_passes: Bool = Field(False, description="benchd check exits 0 instead of 3 on inconclusive")
+    require_baseline: Bool = Field(
+        False,
+        description="benchd check exits 3 instead of passing a first version as no_baseline "
+        "(the --require-baseline flag overrides)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> VerdictConfig:
@@ -215,7 +213,7 @@ class VerdictConfig(ConfigModel):
         if self.trial_s > self.time_cap_s:
             problems.append(("trial", f"must be <= time_cap ({format_duration(self.time_cap_s)})"))
         if self.min_effect is not None:
-            for metric, t in {"threshold": self.threshold, **self.thresholds}.items():
+            for metric, t in [("threshold", self.threshold), *self.thresholds.items()]:
                 if self.min_effect >= t:
                     where = "threshold" if metric == "threshold" else f"thresholds.{metric}"
                     problems.append(("min_effect", f"must be < {where} ({t:g})"))
@@ -236,6 +234,18 @@ class ExportConfig(ConfigModel):
         min_length=1,
         max_length=100,
         description="histogram bucket bounds, increasing (none: benchd's 100us ... 10s)",
+    )
+    change_point_runs: Int = Field(
+        200,
+        ge=6,
+        le=5000,
+        description="newest runs per series searched for change points (the search costs runs^2)",
+        json_schema_extra={"x-unit": "runs"},
+    )
+    change_point_min_magnitude: Annotated[Number, Field(ge=0, lt=1)] = Field(
+        0.02,
+        description="smaller change points are merged away",
+        json_schema_extra={"x-unit": "ratio"},
     )
 
     @field_validator("latency_buckets_s")
@@ -258,6 +268,8 @@ class DaemonConfig(ConfigModel):
     http: HttpConfig = Field(default_factory=HttpConfig, description="the HTTP port")
     store: StoreConfig = Field(default_factory=StoreConfig, description="the history store")
     devices: DevicesConfig = Field(default_factory=DevicesConfig, description="GPUs to measure")
+    workers: WorkersConfig = Field(default_factory=WorkersConfig, description="limits of each worker process")
+    runs: RunsConfig = Field(default_factory=RunsConfig, description="how stuck runs end")
     registries: tuple[AnyRegistryConfig, ...] = Field(
         (), max_length=64, description="model registries to watch"
     )

@@ -17,6 +17,7 @@ from benchd.config.units import (
     ConfigModel,
     Duration,
     EnvName,
+    Int,
     SafeName,
     Str,
     format_duration,
@@ -133,6 +134,27 @@ class MLflowRegistryConfig(RegistryConfig):
     )
     timeout_s: Duration = Field(
         10.0, alias="timeout", gt=0, le=10 * MINUTE_S, description="per HTTP request to the server"
+    )
+    max_pages: Int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="search pages before a poll gives up (a server that never stops paging)",
+        json_schema_extra={"x-unit": "count"},
+    )
+    max_listing_depth: Int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="artifact folder nesting allowed (deeper: a recursive listing, refused)",
+        json_schema_extra={"x-unit": "levels"},
+    )
+    max_artifact_files: Int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="artifact files per version (more: refused)",
+        json_schema_extra={"x-unit": "count"},
     )
 
     @field_validator("tracking_uri")

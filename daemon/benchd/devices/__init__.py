@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from benchd.config.fake_devices import FakeDevicesConfig
 from benchd.devices.base import (
     THROTTLE_REASONS,
     THROTTLING_REASONS,
@@ -57,7 +58,7 @@ def open_devices(
     mode: str = "auto",
     require_gpu: bool = False,
     cuda_visible_devices: str | None = _FROM_ENV,
-    fake: Mapping[str, Any] | None = None,
+    fake: FakeDevicesConfig | Mapping[str, Any] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> DeviceSet:
     """Open the GPUs benchd may measure.

@@ -75,8 +75,8 @@ def _unwrap(
         if delta < 0:
             resets += 1
             p0, p1 = power_w.get(ts[i - 1]), power_w.get(ts[i])
-            known = p0 is not None and p1 is not None
-            delta = (p0 + p1) / 2.0 * (ts[i] - ts[i - 1]) if known else values[i]  # type: ignore[operator]
+            estimate = None if p0 is None or p1 is None else (p0 + p1) / 2.0 * (ts[i] - ts[i - 1])
+            delta = values[i] if estimate is None else estimate
         out.append(out[-1] + delta)
     return out, resets
 

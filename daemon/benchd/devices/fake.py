@@ -286,7 +286,7 @@ def _device(index: int, gpu: FakeGPUConfig, clock: Callable[[], float], start_s:
         power_period_s=gpu.power_period_s,
         counter_resets_s=gpu.counter_resets_s,
         throttle=spans,
-        fail_on=dict(gpu.fail_on),
+        fail_on={call: kind for call, kind in gpu.fail_on.items()},
         driver_version=gpu.driver_version,
         cuda_driver_version=gpu.cuda_driver_version,
         vbios_version=gpu.vbios_version,

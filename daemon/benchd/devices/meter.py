@@ -47,12 +47,15 @@ RETAIN_MARGIN_S = 60.0
 _EDGE_MARGIN_S = 1.0
 
 
-def retention_s(longest_run_s: float) -> float:
+def retention_s(longest_run_s: float, configured_s: float | None = None) -> float:
     """Seconds of telemetry to keep when no run lasts longer than ``longest_run_s`` (its timeout).
 
     A run's windows are read once its worker has exited, so the buffer must reach back to the start of
-    the longest run, plus a margin; never less than :data:`DEFAULT_RETAIN_S`.
+    the longest run, plus a margin; never less than :data:`DEFAULT_RETAIN_S`. ``configured_s`` (the
+    config's ``devices.telemetry_retention``), when set, is used as it is.
     """
+    if configured_s is not None:
+        return configured_s
     return max(DEFAULT_RETAIN_S, longest_run_s + RETAIN_MARGIN_S)
 
 

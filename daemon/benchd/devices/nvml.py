@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from benchd.devices.base import THROTTLE_REASONS, Device, DeviceInfo, DeviceSet, visible_device_indices
 from benchd.errors import (
@@ -50,7 +50,8 @@ _NOT_FOUND_CODES = frozenset({2, 6, 28})  # INVALID_ARGUMENT, NOT_FOUND, GPU_NOT
 # GPU_IS_LOST, RESET_REQUIRED, OPERATING_SYSTEM, LIB_RM_VERSION_MISMATCH, NOT_READY
 _UNAVAILABLE_CODES = frozenset({1, 4, 8, 9, 10, 12, 15, 16, 17, 18, 27})
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def load_pynvml() -> Any:
@@ -69,11 +70,11 @@ def load_pynvml() -> Any:
     return pynvml
 
 
-def translate_nvml_errors(func: F) -> F:
+def translate_nvml_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Decorate ``func`` so an ``NVMLError`` it raises becomes the matching :class:`DeviceError`."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except Exception as e:
@@ -83,7 +84,7 @@ def translate_nvml_errors(func: F) -> F:
             what = args[0] if args and isinstance(args[0], str) else func.__name__
             raise _device_error(e, what) from e
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _device_error(error: Exception, what: str) -> DeviceError:

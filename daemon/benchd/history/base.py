@@ -279,6 +279,17 @@ class HistoryStore(CursorStore, Protocol):
     def latencies(self, result_id: int) -> np.ndarray:
         """Return a result's raw latencies (int64 ns)."""
 
+    def result_versions(self, *, host: str | None = None) -> dict[tuple[str, str], float]:
+        """Every (model, version) with results, and when its newest result ended (unix s)."""
+
+    def energy_totals(self, *, host: str | None = None) -> dict[str, float]:
+        """Joules of every measured window, per device."""
+
+    def p99_history(
+        self, runs: int, *, host: str | None = None
+    ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
+        """The newest ``runs`` valid, unthrottled (id, version, p99 s) per (model, scenario, device, bs)."""
+
     def latest_versions(self, model: str, k: int) -> list[str]:
         """Return the newest k versions of a model that have results, newest first."""
 
@@ -291,6 +302,17 @@ class HistoryStore(CursorStore, Protocol):
         host: str | None = None,
     ) -> int:
         """Store a verdict with its inputs (filed under a hardware class and host); returns its id."""
+
+    def verdict_rows(
+        self,
+        model: str,
+        candidate_version: str | None = None,
+        scenario: str | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        limit: int = 50,
+    ) -> list[VerdictRow]:
+        """Return stored verdicts with their ids and inputs, newest first."""
 
     def latest_verdicts(
         self, model: str | None = None, *, host: str | None = None, per_version: bool = False

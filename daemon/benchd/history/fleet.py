@@ -17,8 +17,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from benchd.history.base import CursorStore, HistoryStore, ResultRow
-from benchd.records import Verdict
+from benchd.records import ModelVersion, NoiseFloor, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,32 @@ class HostView:
         return self.store.result_rows(
             model, version, scenario, limit, hardware_class=hardware_class, host=host or self.host
         )
+
+    def result_versions(self, *, host: str | None = None) -> dict[tuple[str, str], float]:
+        """Return the versions this host has results of (see ``HistoryStore.result_versions``)."""
+        return self.store.result_versions(host=host or self.host)
+
+    def energy_totals(self, *, host: str | None = None) -> dict[str, float]:
+        """Return the joules of this host's measured windows, per device."""
+        return self.store.energy_totals(host=host or self.host)
+
+    def p99_history(
+        self, runs: int, *, host: str | None = None
+    ) -> dict[tuple[str, str, str, int], list[tuple[int, str, float]]]:
+        """Return the newest P99s of this host's series (see ``HistoryStore.p99_history``)."""
+        return self.store.p99_history(runs, host=host or self.host)
+
+    def list_versions(self, model: str | None = None) -> list[ModelVersion]:
+        """Return the fleet's known versions, oldest first (versions are not per host)."""
+        return self.store.list_versions(model)
+
+    def latencies(self, result_id: int) -> np.ndarray:
+        """Return a result's raw latencies (int64 ns)."""
+        return self.store.latencies(result_id)
+
+    def noise_floors(self, *, host: str | None = None) -> list[NoiseFloor]:
+        """Return the newest noise floor of every (model, hardware class), fleet-wide unless ``host``."""
+        return self.store.noise_floors(host=host)
 
     def run_counts(self, host: str | None = None) -> dict[tuple[str, str, str], int]:
         """Return this host's finished-run counts by (model, scenario, outcome)."""

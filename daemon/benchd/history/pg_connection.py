@@ -212,4 +212,4 @@ def migrate_postgres(db: PostgresConnections, migrations: Sequence[Migration] = 
 
 def _current_version(conn: PostgresConnection) -> int:
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    return int(row[0] or 0)
+    return int(row[0] or 0) if row is not None else 0

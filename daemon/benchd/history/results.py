@@ -77,12 +77,13 @@ def insert_results(
         lat = sr.latency
         throttled = bool(sr.telemetry.throttled) if sr.telemetry else False
         eps = sr.energy.energy_per_sample_j if sr.energy else None
+        joules = sr.energy.energy_j if sr.energy is not None and sr.energy.measured else None
         result_id = db.insert(
             conn,
             "INSERT INTO results (run_id, idx, model, version, scenario, batch_size, device, hardware_class, "
             "p50_s, p90_s, p95_s, p99_s, p999_s, throughput_qps, throughput_sps, energy_per_sample_j, valid, "
-            "throttled, ended_unix_s, result_json) "
-            f"VALUES ({', '.join('?' * 20)})",
+            "throttled, ended_unix_s, result_json, energy_j) "
+            f"VALUES ({', '.join('?' * 21)})",
             (
                 run_id,
                 i,
@@ -104,6 +105,7 @@ def insert_results(
                 int(throttled),
                 ended,
                 json.dumps(to_dict(sr)),
+                joules,
             ),
         )
         if i in blobs:

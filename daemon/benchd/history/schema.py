@@ -11,6 +11,7 @@ connection adapter (:mod:`benchd.history.pg_connection`) translates types (``REA
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -167,6 +168,33 @@ def _v3_noise_floors(conn: SQLConnection) -> None:
     )
 
 
+def _v4_result_energy(conn: SQLConnection) -> None:
+    """``results.energy_j``: the joules of a measured window (NULL otherwise), filled in from the JSON.
+
+    The exporter's energy counter is then one ``SUM`` instead of a read of every stored result.
+    """
+    conn.execute("ALTER TABLE results ADD COLUMN energy_j REAL")
+    last_id = 0
+    while True:  # in chunks: a store of 100,000 results is never held in memory at once
+        rows = conn.execute(
+            "SELECT id, result_json FROM results WHERE id > ? ORDER BY id LIMIT 1000", (last_id,)
+        ).fetchall()
+        if not rows:
+            return
+        for result_id, text in rows:
+            joules = _measured_energy_j(json.loads(text).get("energy"))
+            if joules is not None:
+                conn.execute("UPDATE results SET energy_j = ? WHERE id = ?", (joules, result_id))
+        last_id = rows[-1][0]
+
+
+def _measured_energy_j(energy: Any) -> float | None:
+    """The joules of a stored result's ``energy`` (a mapping), or None when its window was not measured."""
+    if isinstance(energy, dict) and energy.get("measured") and energy.get("energy_j") is not None:
+        return float(energy["energy_j"])
+    return None
+
+
 def _run_script(conn: SQLConnection, script: str) -> None:
     """Run ';'-separated statements inside the caller's transaction (``executescript`` would commit)."""
     for statement in script.split(";"):
@@ -175,7 +203,7 @@ def _run_script(conn: SQLConnection, script: str) -> None:
 
 
 #: The migrations in order; ``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_fleet, _v3_noise_floors)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_fleet, _v3_noise_floors, _v4_result_energy)
 
 
 def current_version(conn: sqlite3.Connection) -> int:

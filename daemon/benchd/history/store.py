@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchd.history.database import Database
+from benchd.history.export_reads import ExportReadsMixin
 from benchd.history.floors import FloorsMixin
 from benchd.history.recovery import RecoveryMixin
 from benchd.history.results import ResultsMixin
@@ -34,7 +35,7 @@ def _version_from_row(row: tuple[Any, ...]) -> ModelVersion:
     )
 
 
-class SQLHistoryStore(RunQueueMixin, RecoveryMixin, ResultsMixin, FloorsMixin):
+class SQLHistoryStore(RunQueueMixin, RecoveryMixin, ResultsMixin, ExportReadsMixin, FloorsMixin):
     """The history store over a :class:`~benchd.history.database.Database` (SQLite or PostgreSQL).
 
     Subclasses open the backend; everything else is shared. ``shared`` says whether several hosts use

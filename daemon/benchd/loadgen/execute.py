@@ -138,15 +138,16 @@ def run_scenario(
     if settings.name == "server" and settings.search_max_qps:
         found = search_max_qps(query, settings, typical_ns, on_progress)
         max_valid = found
+        trial_qps = found or 0.0  # verified below only when the search found a rate
         # Re-verify at full length (short trials overestimate); step down 10% at a time, at most 5 tries.
         for _ in range(VERIFY_TRIES if found else 0):
             if on_progress:
-                on_progress(f"verify {found:,.0f} qps")
-            m = _measure(query, settings, _rule(settings), typical_ns, found)
+                on_progress(f"verify {trial_qps:,.0f} qps")
+            m = _measure(query, settings, _rule(settings), typical_ns, trial_qps)
             if _server_valid(m, settings):
-                target, max_valid = found, found
+                target, max_valid = trial_qps, trial_qps
                 break
-            found *= VERIFY_STEP
+            trial_qps *= VERIFY_STEP
             max_valid = None
         else:
             m = _measure(query, settings, _rule(settings), typical_ns, target)

@@ -53,6 +53,21 @@ def family(spec: MetricSpec, *, extra_labels: tuple[str, ...] = ()) -> Metric:
     return InfoMetricFamily(spec.family, spec.help, labels=labels)
 
 
+F = TypeVar("F", GaugeMetricFamily, CounterMetricFamily, HistogramMetricFamily, InfoMetricFamily)
+
+
+def typed_family(kind: type[F], spec: MetricSpec) -> F:
+    """:func:`family` of ``spec``, typed as the ``kind`` the caller adds samples to (its ``add_metric``).
+
+    Raises:
+        TypeError: ``spec`` is of another kind (a contract change the caller does not know about).
+    """
+    made = family(spec)
+    if not isinstance(made, kind):
+        raise TypeError(f"{spec.name} is a {spec.kind}, not a {kind.__name__}")
+    return made
+
+
 def _series_labels(r: ResultSeries) -> list[str]:
     return [r.model, r.version, r.scenario, r.device, str(r.batch_size)]
 
@@ -113,14 +128,14 @@ class ResultsCollector:
             key=lambda r: (r.model, r.version, r.scenario, r.device, r.batch_size),
             newest=lambda r: r.run_timestamp_unix_s,
         )
-        hist = family(names.QUERY_LATENCY)
+        hist = typed_family(HistogramMetricFamily, names.QUERY_LATENCY)
         for r in results:
             h = r.histogram
             les = [floatToGoString(b) for b in h.bucket_upper_bounds_s] + ["+Inf"]
             hist.add_metric(_series_labels(r), list(zip(les, h.cumulative_counts, strict=True)), h.sum_s)
         yield hist
 
-        latency = family(names.RUN_LATENCY)
+        latency = typed_family(GaugeMetricFamily, names.RUN_LATENCY)
         for r in results:
             labels = _series_labels(r)
             for percentile in sorted(r.latency_percentiles_s, key=float):
@@ -135,14 +150,14 @@ class ResultsCollector:
             (names.RUN_ENERGY_PER_SAMPLE, lambda r: r.energy_per_sample_j),
         ]
         for spec, value_of in simple:
-            metric = family(spec)
+            metric = typed_family(GaugeMetricFamily, spec)
             for r in results:
                 value = value_of(r)
                 if value is not None:
                     metric.add_metric(_series_labels(r), value)
             yield metric
 
-        power = family(names.RUN_POWER)
+        power = typed_family(GaugeMetricFamily, names.RUN_POWER)
         for r in results:
             for stat in sorted(r.power_w):
                 power.add_metric([*_series_labels(r), stat], r.power_w[stat])
@@ -153,13 +168,13 @@ class ResultsCollector:
             (names.RUN_DURATION, lambda r: r.run_duration_s),
             (names.RUN_THROTTLED, lambda r: 1.0 if r.throttled else 0.0),
         ]:
-            metric = family(spec)
+            metric = typed_family(GaugeMetricFamily, spec)
             for r in results:
                 metric.add_metric(_series_labels(r), value_of(r))
             yield metric
 
     def _counter_families(self, snapshot: ResultsSnapshot) -> Iterator[Metric]:
-        energy = family(names.ENERGY_TOTAL)
+        energy = typed_family(CounterMetricFamily, names.ENERGY_TOTAL)
         for e in sorted(snapshot.energy_totals, key=lambda e: e.device):
             energy.add_metric([e.device], e.joules)
         yield energy
@@ -174,7 +189,7 @@ class ResultsCollector:
         for model, scenario in {(m, s) for m, s, _ in counts}:
             for outcome in RUN_OUTCOMES:
                 counts.setdefault((model, scenario, outcome), 0)
-        runs = family(names.RUNS_TOTAL)
+        runs = typed_family(CounterMetricFamily, names.RUNS_TOTAL)
         for key in sorted(counts):
             runs.add_metric(list(key), counts[key])
         yield runs
@@ -185,9 +200,9 @@ class ResultsCollector:
             key=lambda v: (*_verdict_labels(v)[:5], v.batch_size, v.metric),
             newest=lambda v: 0.0,
         )
-        ratio = family(names.REGRESSION_RATIO)
-        detected = family(names.REGRESSION_DETECTED)
-        state = family(names.REGRESSION_STATE)
+        ratio = typed_family(GaugeMetricFamily, names.REGRESSION_RATIO)
+        detected = typed_family(GaugeMetricFamily, names.REGRESSION_DETECTED)
+        state = typed_family(GaugeMetricFamily, names.REGRESSION_STATE)
         for v in verdicts:
             labels = _verdict_labels(v)
             ratio.add_metric([*labels, "point"], v.ratio)
@@ -198,12 +213,12 @@ class ResultsCollector:
         yield ratio
         yield detected
         yield state
-        change = family(names.CHANGE_POINT_RATIO)
+        change = typed_family(GaugeMetricFamily, names.CHANGE_POINT_RATIO)
         for c in sorted(snapshot.change_points, key=lambda c: (c.model, c.version, c.scenario, c.device,
                                                                c.batch_size)):  # fmt: skip
             change.add_metric([c.model, c.version, c.scenario, c.device, str(c.batch_size)], c.ratio)
         yield change
-        floors = family(names.NOISE_FLOOR_RATIO)
+        floors = typed_family(GaugeMetricFamily, names.NOISE_FLOOR_RATIO)
         for f in sorted(snapshot.noise_floors, key=_floor_key):
             labels = [f.model, f.scenario, f.device, f.hardware_class]
             floors.add_metric([*labels, "p99"], f.p99_ratio)
@@ -211,11 +226,11 @@ class ResultsCollector:
         yield floors
 
     def _info_families(self, snapshot: ResultsSnapshot) -> Iterator[Metric]:
-        roles = family(names.MODEL_VERSION_INFO)
+        roles = typed_family(InfoMetricFamily, names.MODEL_VERSION_INFO)
         for role in sorted(set(snapshot.roles), key=lambda x: (x.model, x.role, x.version)):
             roles.add_metric([role.model, role.version, role.role], {})
         yield roles
-        devices = family(names.DEVICE_INFO)
+        devices = typed_family(InfoMetricFamily, names.DEVICE_INFO)
         for d in sorted(set(snapshot.devices), key=lambda d: d.device):
             devices.add_metric([d.device, d.name, d.uuid, d.driver, d.hardware_class], {})
         yield devices

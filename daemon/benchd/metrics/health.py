@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from benchd.metrics import names
-from benchd.metrics.collectors import family
+from benchd.metrics.collectors import family, typed_family
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +80,15 @@ class DaemonCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the current values."""
-        polls = family(names.REGISTRY_POLLS)
+        polls = typed_family(CounterMetricFamily, names.REGISTRY_POLLS)
         for (registry, outcome), count in sorted(self._stats.polls().items()):
             polls.add_metric([registry, outcome], count)
         yield polls
-        last = family(names.REGISTRY_LAST_SUCCESS)
+        last = typed_family(GaugeMetricFamily, names.REGISTRY_LAST_SUCCESS)
         for registry, when in sorted(self._stats.last_success_unix_s().items()):
             last.add_metric([registry], when)
         yield last
-        queue = family(names.QUEUE_RUNS)
+        queue = typed_family(GaugeMetricFamily, names.QUEUE_RUNS)
         queue.add_metric([], float(self._queue_depth()))
         yield queue
 
@@ -112,7 +112,7 @@ class RunStatesCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the current counts."""
-        runs = family(names.RUNS_IN_STATE)
+        runs = typed_family(GaugeMetricFamily, names.RUNS_IN_STATE)
         if self._run_states is not None:
             for state, count in sorted(self._run_states().items()):
                 runs.add_metric([state], float(count))
@@ -131,7 +131,7 @@ class BuildInfoCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the build info sample."""
-        info = family(names.BUILD_INFO)
+        info = typed_family(InfoMetricFamily, names.BUILD_INFO)
         info.add_metric(self._labels, {})
         yield info
 
@@ -200,8 +200,8 @@ class ScrapeStatsCollector:
     def collect(self) -> Iterator[Metric]:
         """Yield each collector's last success and duration."""
         stats = sorted(self._scrape_stats.snapshot().items())
-        success = family(names.SCRAPE_COLLECTOR_SUCCESS)
-        duration = family(names.SCRAPE_COLLECTOR_DURATION)
+        success = typed_family(GaugeMetricFamily, names.SCRAPE_COLLECTOR_SUCCESS)
+        duration = typed_family(GaugeMetricFamily, names.SCRAPE_COLLECTOR_DURATION)
         for name, (ok, duration_s) in stats:
             success.add_metric([name], 1.0 if ok else 0.0)
             duration.add_metric([name], duration_s)

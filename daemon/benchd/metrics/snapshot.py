@@ -238,21 +238,39 @@ def latest_versions(snapshot: ResultsSnapshot, k: int) -> dict[str, frozenset[st
     Raises:
         ValueError: ``k`` is below 1.
     """
-    if k < 1:
-        raise ValueError("latest_versions needs k >= 1")
     last_run: dict[tuple[str, str], float] = {}
     for r in snapshot.results:
         key = (r.model, r.version)
         last_run[key] = max(last_run.get(key, float("-inf")), r.run_timestamp_unix_s)
     for v in snapshot.verdicts:
         last_run.setdefault((v.model, v.version), float("-inf"))
+    return choose_latest_versions(last_run, snapshot.version_order, k)
+
+
+def choose_latest_versions(
+    last_run: Mapping[tuple[str, str], float], version_order: Mapping[str, tuple[str, ...]], k: int
+) -> dict[str, frozenset[str]]:
+    """Per model, the latest ``k`` of the versions in ``last_run`` ((model, version) -> latest run, unix s).
+
+    Order as :func:`latest_versions` says; the snapshot builder picks what to read with it, the collector
+    what to export, so both pick the same versions.
+
+    Raises:
+        ValueError: ``k`` is below 1.
+    """
+    if k < 1:
+        raise ValueError("latest_versions needs k >= 1")
     by_model: dict[str, list[str]] = {}
     for model, version in last_run:
         by_model.setdefault(model, []).append(version)
     chosen: dict[str, frozenset[str]] = {}
     for model, versions in by_model.items():
-        position = {v: i for i, v in enumerate(snapshot.version_order.get(model, ()))}
-        versions.sort(key=lambda v, m=model: (position.get(v, -1), last_run[(m, v)], v))
+        position = {v: i for i, v in enumerate(version_order.get(model, ()))}
+
+        def rank(v: str, m: str = model, p: dict[str, int] = position) -> tuple[int, float, str]:
+            return (p.get(v, -1), last_run[(m, v)], v)
+
+        versions.sort(key=rank)
         chosen[model] = frozenset(versions[-k:])
     return chosen
 

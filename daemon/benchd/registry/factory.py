@@ -87,6 +87,9 @@ def build_watcher(
             verify_tls=cfg.ca_bundle or cfg.verify_tls,
             timeout_s=cfg.timeout_s,
             max_artifact_bytes=cfg.max_artifact_bytes,
+            max_pages=cfg.max_pages,
+            max_listing_depth=cfg.max_listing_depth,
+            max_artifact_files=cfg.max_artifact_files,
         )
     raise ConfigError(f"registries.{cfg.name}.type", f"unknown registry type {cfg.type!r}")
 

@@ -161,7 +161,8 @@ def _load_aoti(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedAr
     import torch._inductor  # noqa: PLC0415 - only AOTInductor packages need it
 
     loader_cls = torch._C._aoti.AOTIModelPackageLoader
-    meta = loader_cls.load_metadata_from_package(str(path), "model")
+    # a static method torch binds in C++ but its stub (torch/_C/_aoti.pyi, 2.13) does not declare
+    meta = loader_cls.load_metadata_from_package(str(path), "model")  # type: ignore[attr-defined]
     built_for = str(meta.get("AOTI_DEVICE_KEY", "cpu"))
     if built_for != device.type:
         raise RunError(

@@ -155,7 +155,11 @@ def make_preprocess(
     ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
     for step in steps:
         if step.op == "rescale":
-            ops.append(lambda x, s=step.scale: x.float() * s if not x.is_floating_point() else x * s)
+
+            def rescale(x: torch.Tensor, s: float = step.scale) -> torch.Tensor:
+                return x.float() * s if not x.is_floating_point() else x * s
+
+            ops.append(rescale)
         elif step.op == "normalize":
             mean = torch.tensor(step.mean, device=device).reshape(1, -1)
             std = torch.tensor(step.std, device=device).reshape(1, -1)
@@ -169,7 +173,11 @@ def make_preprocess(
             ops.append(normalize)
         else:
             target = torch_dtype(step.dtype)
-            ops.append(lambda x, dt=target: x.to(dt))
+
+            def cast(x: torch.Tensor, dt: torch.dtype = target) -> torch.Tensor:
+                return x.to(dt)
+
+            ops.append(cast)
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
         for op in ops:

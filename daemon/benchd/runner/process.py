@@ -142,8 +142,10 @@ class WorkerProcess:
                 continue
 
     def _read(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None  # the worker is started with stdout=PIPE
         try:
-            read_events(self.proc.stdout, self._put, self.limits.max_event_bytes)  # type: ignore[arg-type]
+            read_events(stdout, self._put, self.limits.max_event_bytes)
         finally:
             self._put(_EOF)
 

@@ -20,6 +20,7 @@ import pickletools
 import re
 import zipfile
 from pathlib import Path
+from typing import cast
 
 from benchd.errors import RunError
 
@@ -82,11 +83,11 @@ def unsafe_globals(pickle_bytes: bytes) -> list[str]:
             if name in _STRING_OPS:
                 recent.append(str(arg))
             elif name in _MEMO_PUT:
-                key = len(memo) if name == "MEMOIZE" else int(arg)
+                key = len(memo) if name == "MEMOIZE" else int(cast(int, arg))  # PUT's arg is its index
                 memo[key] = recent[-1] if recent else None
                 continue  # storing in the memo leaves the stack as it is
             elif name in _MEMO_GET:
-                recent.append(memo.get(int(arg)))
+                recent.append(memo.get(int(cast(int, arg))))  # GET's arg is its index
             else:
                 recent.append(None)
             del recent[:-2]

@@ -13,6 +13,26 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+# the declaration owns the default limit; re-exported for the scripts in bench/
+from benchd.config.workers import MIN_MEMORY_LIMIT_BYTES, default_memory_limit_bytes, host_memory_bytes
+
+if TYPE_CHECKING:
+    from benchd.config import WorkersConfig
+
+__all__ = [
+    "ALLOWED_ENV_NAMES",
+    "ALLOWED_ENV_PREFIXES",
+    "HOME_DIR",
+    "TMP_DIR",
+    "WorkerLimits",
+    "default_memory_limit_bytes",
+    "format_bytes",
+    "host_memory_bytes",
+    "is_passed_through",
+    "worker_env",
+]
 
 #: Variables passed through from the daemon's environment unchanged, when set.
 ALLOWED_ENV_NAMES: frozenset[str] = frozenset(
@@ -46,8 +66,6 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|AUT
 
 #: Scratch folders made inside the run folder: the worker's ``HOME`` and ``TMPDIR``.
 HOME_DIR, TMP_DIR = "home", "tmp"
-
-_DEFAULT_MEMORY_FRACTION = 0.75
 
 
 def is_passed_through(name: str) -> bool:
@@ -89,20 +107,6 @@ def worker_env(
     return env
 
 
-def host_memory_bytes() -> int:
-    """Physical memory of this host in bytes (0 when unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def default_memory_limit_bytes(fraction: float = _DEFAULT_MEMORY_FRACTION) -> int | None:
-    """The default per-worker memory limit: ``fraction`` of host RAM (None when RAM is unknown)."""
-    total = host_memory_bytes()
-    return int(total * fraction) if total else None
-
-
 def format_bytes(n: int) -> str:
     """``n`` bytes as a short human figure (``1.5 GiB``, ``64 MiB``)."""
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -114,6 +118,9 @@ def format_bytes(n: int) -> str:
 @dataclass(frozen=True)
 class WorkerLimits:
     """What one worker may use and how it is stopped.
+
+    The defaults are the config's (``workers:``, :class:`benchd.config.WorkersConfig`); the daemon and
+    ``benchd check`` build theirs with :meth:`from_config`.
 
     Attributes:
         memory_limit_bytes: the worker's memory limit (``RLIMIT_DATA``: heap and private anonymous
@@ -131,8 +138,18 @@ class WorkerLimits:
     log_cap_bytes: int = 8 << 20
     max_event_bytes: int = 1 << 20
 
+    @classmethod
+    def from_config(cls, workers: WorkersConfig) -> WorkerLimits:
+        """The limits the config's ``workers:`` section declares."""
+        return cls(
+            memory_limit_bytes=workers.memory_limit_bytes,
+            grace_s=workers.kill_grace_s,
+            log_cap_bytes=workers.log_cap_bytes,
+            max_event_bytes=workers.max_event_line_bytes,
+        )
+
     def __post_init__(self) -> None:
-        if self.memory_limit_bytes is not None and self.memory_limit_bytes < 16 << 20:
+        if self.memory_limit_bytes is not None and self.memory_limit_bytes < MIN_MEMORY_LIMIT_BYTES:
             raise ValueError(f"memory_limit_bytes must be at least 16 MiB, got {self.memory_limit_bytes}")
         if self.grace_s < 0:
             raise ValueError(f"grace_s must be >= 0, got {self.grace_s}")

@@ -153,11 +153,11 @@ def read_signature(artifact: Any) -> Signature | None:
         names = list(getattr(call_sig, "forward_arg_names", None) or [])
         values = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
         metas = [values.get(u) for u in program.graph_signature.user_inputs]
-        slots = _spec_slots(artifact.in_spec, names, metas, program.range_constraints)
-        return Signature("its exported call spec", tuple(slots), strict=True)
+        exported = tuple(_spec_slots(artifact.in_spec, names, metas, program.range_constraints))
+        return Signature("its exported call spec", exported, strict=True)
     if artifact.fmt == "aoti":
-        slots = _spec_slots(artifact.in_spec, None, None, {})
-        return Signature("its AOTInductor call spec", tuple(slots), strict=True)
+        packaged = tuple(_spec_slots(artifact.in_spec, None, None, {}))
+        return Signature("its AOTInductor call spec", packaged, strict=True)
     forward = getattr(artifact.model, "forward", None)
     if artifact.fmt == "torchscript":
         schema = getattr(forward, "schema", None)
@@ -264,6 +264,7 @@ def plan_call(sig: Signature | None, model_spec: ModelSpec, what: str) -> CallPl
         if mode == "auto" and ordered == declared and model_spec.artifact_format != "hf":
             return CallPlan(tuple(declared), style="positional")
         return CallPlan(kwargs=tuple((n, n) for n in declared), style="keyword")
+    assert sig is not None  # without a signature every mode returned above
     required = [s for s in sig.slots if s.required]
     by_order = model_spec.artifact_format != "hf"  # a Hugging Face forward is called by name only
     if by_order and len(required) <= len(declared) <= len(sig.slots):  # names differ: in declared order

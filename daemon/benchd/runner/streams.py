@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ STDERR_TAIL_BYTES = 4000
 
 
 def read_events(
-    stream: BinaryIO, on_event: EventHandler | None, max_line_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    stream: IO[bytes], on_event: EventHandler | None, max_line_bytes: int = DEFAULT_MAX_EVENT_BYTES
 ) -> int:
     """Hand each JSON line the worker writes to ``on_event`` until it closes stdout.
 
@@ -55,7 +55,7 @@ def read_events(
                 logger.exception("progress handler failed")
 
 
-def _skip_rest_of_line(stream: BinaryIO, chunk_bytes: int) -> int:
+def _skip_rest_of_line(stream: IO[bytes], chunk_bytes: int) -> int:
     skipped = 0
     while True:
         piece = stream.readline(chunk_bytes)

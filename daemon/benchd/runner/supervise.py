@@ -29,6 +29,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -123,7 +124,7 @@ def _descendants(root: int) -> list[int]:
 class Supervisor:
     """One worker and everything it starts (see the module docstring)."""
 
-    def __init__(self, config: dict[str, object], cmd: list[str]) -> None:
+    def __init__(self, config: dict[str, Any], cmd: list[str]) -> None:
         self.config = config
         self.cmd = cmd
         self.me = os.getpid()
@@ -131,7 +132,7 @@ class Supervisor:
         self.worker_pid = 0
         self.status: int | None = None
         self.killed = 0
-        self.log = CappedLog(str(config["log"]), int(config["log_cap_bytes"]))  # type: ignore[call-overload]
+        self.log = CappedLog(str(config["log"]), int(config["log_cap_bytes"]))
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
             os.set_blocking(fd, False)
@@ -157,7 +158,7 @@ class Supervisor:
                 for sig in (*_STOP_SIGNALS, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(sig, signal.SIG_DFL)
                 if memory:
-                    resource.setrlimit(resource.RLIMIT_DATA, (int(memory), int(memory)))  # type: ignore[call-overload]
+                    resource.setrlimit(resource.RLIMIT_DATA, (int(memory), int(memory)))
                 # no core files: a crashing model would write its whole memory into the daemon's folder
                 resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -186,7 +187,7 @@ class Supervisor:
         while self.status is None and not self.stop_requested:
             self._pump(1.0)
             self._reap()
-        self._end_tree(float(self.config.get("grace_s", 3.0)))  # type: ignore[arg-type]
+        self._end_tree(float(self.config.get("grace_s", 3.0)))
         self._drain_stderr()
         self._write_json(
             str(self.config["exit_file"]),

@@ -9,6 +9,7 @@ the signal.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -36,6 +37,10 @@ from benchd.runner.timing import DeviceTimer, autocast_context
 
 EXIT_HANDLED_ERROR = 3
 _SHAPE_WORDS = ("shape", "size", "dimension", "dtype", "expected", "mismatch", "must match", "guard")
+
+
+def _emit_progress(scenario: str, message: str) -> None:
+    emit("progress", scenario=scenario, message=message)
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -168,7 +173,7 @@ def run(spec: RunSpec, out_dir: Path) -> tuple[list[ScenarioResult], list[tuple[
                         settings,
                         batch_size=bs,
                         device=str(device),
-                        on_progress=lambda msg, s=settings.name: emit("progress", scenario=s, message=msg),
+                        on_progress=functools.partial(_emit_progress, settings.name),
                     )
                 except Exception as e:  # noqa: BLE001
                     raise classify_error(e, first_query=False) from e

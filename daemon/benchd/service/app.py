@@ -42,7 +42,7 @@ from benchd.service.lifecycle import (
 from benchd.service.recording import RetryPolicy
 from benchd.service.scheduler import PollJob, Scheduler
 from benchd.service.slots import Slot, SlotWorker
-from benchd.service.snapshots import SnapshotBuilder
+from benchd.service.snapshots import ExportSource, SnapshotBuilder
 from benchd.service.verdicts import VerdictMaker
 from benchd.version import __version__
 
@@ -52,59 +52,64 @@ logger = logging.getLogger(__name__)
 class BenchdApp:
     """The daemon: store, devices, watchers, scheduler, device slots, exporter and HTTP server.
 
+    Every part takes its settings from ``config``: the workers' limits (``workers:``), how long a run's
+    end is retried while the store fails (``store.record_retry``), when a run still ``running`` past its
+    timeout is failed (``runs:``), the HTTP server's bounds (``http:``), the telemetry kept
+    (``devices.telemetry_retention``) and what is exported (``export:``).
+
     Args:
         config: the daemon config.
-        worker_limits: each worker's memory limit, kill grace, log cap and event size (default
-            :class:`~benchd.runner.launch.WorkerLimits`: 3/4 of host RAM, 3 s, 8 MiB, 1 MiB).
-        record_retry: how long a run's end is retried while the store fails (default
-            :class:`~benchd.service.recording.RetryPolicy`).
-        stuck_grace_s: a run still ``running`` this long past its timeout is failed by the stuck-run
-            check, which runs every ``stuck_check_interval_s``.
 
     Raises:
         StartupError: another daemon holds the data dir, or it is not writable.
         HistoryStoreError: the store cannot be opened.
     """
 
-    def __init__(
-        self,
-        config: DaemonConfig,
-        *,
-        worker_limits: WorkerLimits | None = None,
-        record_retry: RetryPolicy | None = None,
-        stuck_grace_s: float = 900.0,
-        stuck_check_interval_s: float = 60.0,
-    ) -> None:
+    def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.lock = DataDirLock(self.data_dir).acquire()  # before anything else touches the data dir
         try:
-            self._build(config, worker_limits, record_retry)
+            self._build(config)
         except BaseException:
             self.lock.release()
             raise
-        self.stuck_grace_s = stuck_grace_s
-        self.stuck_check = PeriodicTask("stuck-runs", stuck_check_interval_s, self.fail_stuck_runs)
+        self.stuck_grace_s = config.runs.stuck_grace_s
+        self.stuck_check = PeriodicTask(
+            "stuck-runs", config.runs.stuck_check_interval_s, self.fail_stuck_runs
+        )
         self.started = threading.Event()
 
-    def _build(
-        self, config: DaemonConfig, worker_limits: WorkerLimits | None, record_retry: RetryPolicy | None
-    ) -> None:
+    def _build(self, config: DaemonConfig) -> None:
+        worker_limits = WorkerLimits.from_config(config.workers)
+        record_retry = RetryPolicy(
+            result_window_s=config.store.record_retry_s, max_delay_s=config.store.record_retry_max_delay_s
+        )
         self.runs_dir = self.data_dir / "runs"
         check_writable(self.runs_dir)
         self.store: HistoryStore = open_store(config.store.url)
         self.devices = open_devices(
             mode=config.devices.mode, require_gpu=config.devices.require_gpu, fake=config.devices.fake
         )
-        self.sampler = WindowSampler(self.devices, retain_s=retention_s(config.benchmark.timeout_s))
+        retain_s = retention_s(config.benchmark.timeout_s, config.devices.telemetry_retention_s)
+        self.sampler = WindowSampler(self.devices, retain_s=retain_s)
         self.slots = self._slots()
         # fleet: hosts of one hardware class share registry cursors, other classes keep their own
         cursors = ScopedCursorStore(self.store, self._fleet_scope()) if self.store.shared else self.store
         self.watchers = {w.name: w for w in build_watchers(config, cursor_store=cursors)}
         self.stats = DaemonStats()
         self.wakeup = threading.Condition()
-        exported = HostView(self.store, self.store.host or "") if self.store.shared else self.store
-        self.snapshots = SnapshotBuilder(exported, config.export.latency_buckets_s, self._device_info())  # type: ignore[arg-type]
+        exported: ExportSource = (
+            HostView(self.store, self.store.host or "") if self.store.shared else self.store
+        )
+        self.snapshots = SnapshotBuilder(
+            exported,
+            config.export.latency_buckets_s,
+            self._device_info(),
+            latest_versions=config.export.latest_versions,
+            change_point_runs=config.export.change_point_runs,
+            change_point_min_magnitude=config.export.change_point_min_magnitude,
+        )
         scrape_stats = ScrapeStats()
         self.results_cache = ResultsCache(config.export.latest_versions, scrape_stats)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -136,6 +141,12 @@ class BenchdApp:
             config.http.port,
             [Route("GET", "/metrics", self.exporter.handle), *self.api.routes()],
             max_body_bytes=config.http.max_body_bytes,
+            request_timeout_s=config.http.idle_timeout_s,
+            header_timeout_s=config.http.header_timeout_s,
+            max_connections=config.http.max_connections,
+            workers=config.http.workers,
+            priority_workers=config.http.probe_workers,
+            max_queued=config.http.max_queued,
         )
         self.workers = [
             SlotWorker(
@@ -291,7 +302,8 @@ class BenchdApp:
 
     def refresh_metrics(self) -> None:
         """Rebuild the results snapshot from the store and re-render the cached exposition."""
-        registry_of = {}  # model -> the registry that reported it first (one store read, not one per model)
+        # model -> the registry that reported it first (one store read, not one per model)
+        registry_of: dict[str, str] = {}
         for v in self.store.list_versions():
             registry_of.setdefault(v.model, v.registry)
         for model, registry in registry_of.items():

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long to keep retrying store writes.
+    """How long to keep retrying store writes (the config's ``store.record_retry`` and ``_max_delay``).
 
     Attributes:
         result_window_s: how long the result itself is retried before the run is failed instead.
@@ -35,7 +35,7 @@ class RetryPolicy:
 
     def delays(self) -> Iterator[float]:
         """Pauses between tries, growing to ``max_delay_s`` and then staying there."""
-        delay = self.first_delay_s
+        delay = min(self.first_delay_s, self.max_delay_s)
         while True:
             yield delay
             delay = min(delay * 2.0, self.max_delay_s)

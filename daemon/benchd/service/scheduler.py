@@ -39,7 +39,7 @@ class PollJob:
     def __init__(
         self,
         watcher: RegistryWatcher,
-        record: Callable[[ModelVersion], None],
+        record: Callable[[ModelVersion], object],
         enqueue: EnqueueFn,
         stats: DaemonStats,
         interval_s: float,

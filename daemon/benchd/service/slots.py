@@ -202,9 +202,10 @@ def log_run_end(run_id: int, result: RunResult) -> None:
         for r in result.results
     ]  # fmt: skip
     text = "; ".join(
-        f"{f['scenario']} bs={f['batch_size']} p50 {f['p50_s'] * 1e3:.3f} ms, p99 {f['p99_s'] * 1e3:.3f} ms, "
-        f"{f['throughput_qps']:,.0f} queries/s{'' if f['valid'] else ' (INVALID)'}"
-        for f in figures
+        f"{r.scenario} bs={r.batch_size} p50 {r.latency.p50_s * 1e3:.3f} ms, "
+        f"p99 {r.latency.p99_s * 1e3:.3f} ms, {r.throughput_qps:,.0f} queries/s"
+        f"{'' if r.valid else ' (INVALID)'}"
+        for r in result.results
     )
     error = f"{result.error_kind}: {result.error.splitlines()[0]}" if result.error else ""
     logger.info(

@@ -164,6 +164,7 @@ class VerdictMaker:
                 choice.reason,
                 self.verdict.mode,
             )
+            verdict: Verdict | None
             if self.verdict.mode == "history":
                 verdict = self._decide_history(mv, base, scenario_result, hardware_class)
             else:
