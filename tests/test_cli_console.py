@@ -99,8 +99,9 @@ def test_bench_prints_a_failed_run_once(tmp_path):
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.count("is not a torch artifact") == 1, proc.stderr
-    assert "benchd bench: run failed (corrupt_artifact)" in proc.stderr
+    assert proc.stderr.count("is a file that is not a model") == 1, proc.stderr
+    assert proc.stderr.count("benchd bench: run failed (corrupt_artifact)") == 1, proc.stderr
+    assert "model.pt2" in proc.stderr
 
 
 def test_history_json_means_stdout_without_a_value_and_a_file_with_one(tmp_path, capsys):

@@ -237,6 +237,20 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def _settled_threads(quiet_s: float = 0.5, limit_s: float = 10.0) -> int:
+    """The thread count once it has held still for ``quiet_s``: threads ended by earlier tests are reaped."""
+    deadline = time.monotonic() + limit_s
+    count, since = _threads(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _threads()
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return count
+
+
 def _raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
@@ -326,7 +340,7 @@ def test_slowloris_and_idle_floods_keep_threads_bounded_and_healthz_answers(capl
 
 
 def test_threads_are_fixed_by_the_pools_not_the_clients() -> None:
-    before = _threads()
+    before = _settled_threads()
     svc = HTTPService("127.0.0.1", 0, [Route("GET", "/healthz", lambda r: json_response({}))], workers=3)
     svc.start()
     try:
