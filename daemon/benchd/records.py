@@ -279,6 +279,8 @@ class MetricVerdict:
     ``state`` is one of ``regressed``, ``unchanged``, ``improved``, ``inconclusive``, or ``more`` (not yet
     decided: more pairs are needed; never stored as a final answer). For metrics where
     higher is better (throughput) the ratio is still candidate/baseline and ``regressed`` means lower.
+    ``ratio`` is the paired estimate (the trimmed mean of the units' log ratios, exponentiated) and may
+    differ a little from ``candidate_value / baseline_value``, the geometric means of each side's values.
     """
 
     metric: str

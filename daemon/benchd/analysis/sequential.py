@@ -28,6 +28,8 @@ from scipy.special import ndtr, stdtrit
 
 #: Two-sided error of every interval, over all looks of a batch together.
 ALPHA = 0.05
+#: Share of the unit values trimmed from each end before the mean (20%: Wilcox's usual choice).
+TRIM = 0.2
 #: Spending exponent: 1 spends evenly over the looks (early stops possible), larger saves it for the end.
 DEFAULT_RHO = 1.0
 _GRID_POINTS_PER_SD = 40
@@ -72,19 +74,23 @@ class LookSchedule:
         bounds = z_boundaries(self.looks, self.alpha, self.rho)
         return bounds[min(units, self.max_units) - self.min_units]
 
-    def critical_value(self, units: int) -> float:
+    def critical_value(self, units: int, df: int | None = None) -> float:
         """The critical value for a mean of ``units`` (at least 2) values with an estimated deviation.
 
-        The look's nominal two-sided level from :meth:`z_boundary`, read off Student's t with
-        ``units - 1`` degrees of freedom. Past ``max_units`` (more units than planned) the last look's
-        level applies; before ``min_units`` (a batch cut short before its first look, decided once) the
-        first look's level does, which is valid because no earlier look was taken.
+        The look's nominal two-sided level from :meth:`z_boundary`, read off Student's t with ``df``
+        degrees of freedom (default ``units - 1``; a trimmed mean has fewer). Past ``max_units`` (more
+        units than planned) the last look's level applies; before ``min_units`` (a batch cut short before
+        its first look, decided once) the first look's level does, which is valid because no earlier look
+        was taken.
         """
         if units < 2:
             raise ValueError("a critical value needs at least two units")
+        df = units - 1 if df is None else df
+        if df < 1:
+            raise ValueError(f"a critical value needs at least one degree of freedom, got {df}")
         z = self.z_boundary(max(units, self.min_units))
         nominal = 2.0 * float(ndtr(-z))
-        return float(stdtrit(units - 1, 1.0 - nominal / 2.0))
+        return float(stdtrit(df, 1.0 - nominal / 2.0))
 
     def fixed(self) -> LookSchedule:
         """The same error at a single look (for a batch that is decided once, never sequentially)."""
@@ -163,3 +169,35 @@ def t_interval(values: np.ndarray, critical: float) -> tuple[float, float, float
     mean = float(np.mean(values))
     half = critical * float(np.std(values, ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def trimmed_count(n: int, trim: float = TRIM) -> int:
+    """Values cut from each end of ``n`` sorted values: ``floor(trim * n)`` (none below five at 20%)."""
+    return int(math.floor(trim * n))
+
+
+def trimmed_interval(
+    values: np.ndarray, schedule: LookSchedule, trim: float = TRIM
+) -> tuple[float, float, float]:
+    """``(trimmed mean, low, high)``: Yuen's interval for the ``trim``-trimmed mean at a look of ``schedule``.
+
+    The ``g = trimmed_count(n)`` smallest and largest values are left out of the mean; the standard error
+    comes from the winsorized variance, ``sqrt((n - 1) * s_w^2 / (h * (h - 1)))`` with ``h = n - 2g``, and the
+    critical value from ``schedule`` with ``h - 1`` degrees of freedom (Yuen, "The two-sample trimmed t for
+    unequal population variances", Biometrika 1974; Wilcox, "Introduction to Robust Estimation and
+    Hypothesis Testing", 2017, ch. 4). With ``g = 0`` it is the plain t interval.
+
+    Raises:
+        ValueError: fewer than two values.
+    """
+    n = len(values)
+    if n < 2:
+        raise ValueError("an interval needs at least two values")
+    g = trimmed_count(n, trim)
+    h = n - 2 * g
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    center = float(np.mean(ordered[g : n - g]))
+    winsorized = np.clip(ordered, ordered[g], ordered[n - g - 1])
+    se = math.sqrt((n - 1) * float(np.var(winsorized, ddof=1)) / (h * (h - 1)))
+    half = schedule.critical_value(n, df=h - 1) * se
+    return center, center - half, center + half
