@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchd.compare.batch import Batch, thresholds_by_metric
-from benchd.compare.plan import ComparisonPlan
+from benchd.compare.plan import SIDES, ComparisonPlan
 from benchd.compare.run import compare, plan_comparison
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.devices import open_devices
@@ -33,13 +33,14 @@ def plan_for(baseline: Path, candidate: Path, **kw: object) -> ComparisonPlan:
 
 def test_twins_are_not_regressed_and_energy_and_throttling_are_recorded(versions, tmp_path):
     # Fake GPU (hardware is the one thing faked): 100 W, throttled the whole time. The worker runs on the CPU;
-    # the sampler reads the fake cuda:0, as the daemon does for a scheduler slot.
+    # the sampler reads the fake cuda:0, as the daemon does for a scheduler slot. Whole trials, as on a GPU
+    # (verdict.block_queries: auto gives 0 there), so each trial's window has its own energy.
     devices = open_devices("fake", fake={"count": 1, "power_w": 100, "throttle_reasons": ["thermal"]})
     sampler = WindowSampler(devices, rapl=RAPLReader("/nonexistent")).start()
     events = []
     try:
         outcome = compare(
-            plan_for(versions["mlp"], versions["mlp"]),
+            plan_for(versions["mlp"], versions["mlp"], block_queries=0),
             tmp_path / "out",
             meter=sampler,
             meter_device="cuda:0",
@@ -77,6 +78,60 @@ def test_twins_are_not_regressed_and_energy_and_throttling_are_recorded(versions
     json.dumps(inputs)  # stored as JSON
 
 
+def test_on_a_cpu_the_sides_of_a_pair_take_turns_in_blocks(versions, tmp_path):
+    # verdict.block_queries: auto on a CPU: each pair is one window in which the sides alternate query by
+    # query, so both trials of a pair share the window (energy is then not compared, and the verdict says so).
+    plan = plan_for(versions["mlp"], versions["mlp_slow"])
+    assert plan.block_queries == 1 and plan.interleaved
+    devices = open_devices("fake", fake={"count": 1, "power_w": 100})
+    sampler = WindowSampler(devices, rapl=RAPLReader("/nonexistent")).start()
+    events: list[dict] = []
+    try:
+        outcome = compare(
+            plan, tmp_path / "out", meter=sampler, meter_device="cuda:0", on_event=events.append
+        )
+    finally:
+        sampler.stop()
+        devices.close()
+    assert outcome.ok, outcome.error
+    trials = [e for e in events if e["event"] == "trial"]
+    for first, second in zip(trials[::2], trials[1::2], strict=True):
+        assert first["pair_index"] == second["pair_index"] and {first["side"], second["side"]} == set(SIDES)
+        assert (first["window_start_mono_s"], first["window_end_mono_s"]) == (
+            second["window_start_mono_s"],
+            second["window_end_mono_s"],
+        )
+        window_s = first["window_end_mono_s"] - first["window_start_mono_s"]
+        # each side's duration is its own blocks' time: together no more than the window
+        assert first["duration_s"] + second["duration_s"] <= window_s
+        for trial in (first, second):
+            assert trial["queries"] >= plan.trial_queries and trial["block_queries"] == 1
+    # the sides alternate query by query, so they end with the same count
+    assert all(a["queries"] == b["queries"] for a, b in zip(trials[::2], trials[1::2], strict=True))
+    assert all(u["block_queries"] == 1 for u in outcome.inputs["unit_log"])
+    states = {m.metric: m.state for m in outcome.verdict.metrics}
+    assert "energy_per_sample" not in states and "took turns every 1 query" in outcome.verdict.note
+    assert states["p50_latency"] == "regressed", outcome.verdict
+    assert all(t["energy_j"] is None for t in outcome.inputs["trials"])
+
+
+def test_block_queries_is_auto_on_a_cpu_whole_trials_on_a_gpu_or_as_configured(versions):
+    def planned(device: str, block_queries: object, scenario: str = "single_stream") -> ComparisonPlan:
+        bench = BenchConfig(scenarios=(quick(scenario),), threads=1, device=device)
+        return plan_comparison(
+            bench, VerdictConfig(block_queries=block_queries), model="m", candidate_version="2",
+            candidate_path=str(versions["mlp"]), baseline_version="1", baseline_path=str(versions["mlp"]),
+        )  # fmt: skip
+
+    assert planned("cpu", "auto").block_queries == 1
+    assert planned("cuda:0", "auto").block_queries == 0
+    assert planned("cuda:0", 10).block_queries == 10 and planned("cpu", 0).block_queries == 0
+    assert planned("cpu", "auto").interleaved and not planned("cpu", 0).interleaved
+    # a server trial's load is its arrival schedule, a concurrency trial's its streams: always whole
+    assert not planned("cpu", "auto", "server").interleaved
+    assert not planned("cpu", "auto", "concurrency").interleaved
+
+
 def test_a_slower_candidate_is_regressed_and_the_batch_stops_once_decided(versions, tmp_path):
     plan = plan_for(versions["mlp"], versions["mlp_slow"], max_pairs=12)
     outcome = compare(plan, tmp_path / "out")
@@ -94,7 +149,8 @@ def test_a_slower_candidate_is_regressed_and_the_batch_stops_once_decided(versio
     assert len(list((tmp_path / "out").glob("unit-*/trial-*.npy"))) == 2 * inputs["pairs"]
     p50 = inputs["metrics"]["p50_latency"]
     assert p50["interval"][0] > 1 + p50["m"] and p50["t"] == pytest.approx(0.10)
-    assert inputs["n"]["baseline"] > inputs["n"]["candidate"] > 0
+    # the sides alternate query by query (a CPU's default): equal counts, the pair sized by their mean latency
+    assert inputs["n"]["baseline"] == inputs["n"]["candidate"] >= inputs["pairs"] * plan.trial_queries
     assert inputs["decisions"][-1]["final"] is True
     # the daemon stores verdicts with their inputs
     store = SQLiteHistoryStore(str(tmp_path / "benchd.sqlite"))

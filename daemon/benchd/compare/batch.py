@@ -77,6 +77,7 @@ class Batch:
         self.records: list[dict[str, Any]] = []
         self.units: list[dict[str, Any]] = []
         self.throttled_pairs: set[int] = set()
+        self.interleaved = False
         self.decisions: list[dict[str, Any]] = []
         self.started_s = time.monotonic()
         self.stop_reason = ""
@@ -117,6 +118,9 @@ class Batch:
         latencies_ns = np.load(event["latencies_file"])
         start, end = float(event["window_start_mono_s"]), float(event["window_end_mono_s"])
         energy_j, throttled, reasons = self._measure(start, end, int(event["samples"]))
+        if event.get("block_queries"):
+            energy_j = None  # both sides ran in one window: its energy belongs to neither alone
+            self.interleaved = True
         trial = Trial(
             side=event["side"],
             pair_index=int(event["pair_index"]),
@@ -273,6 +277,13 @@ class Batch:
         )
         if unsettled:
             notes.append(f"the {' and '.join(unsettled)} latency never settled during warm-up")
+        if self.interleaved and self.meter is not None:
+            notes.append(
+                f"energy per sample not compared: the sides took turns every {plan.block_queries} "
+                f"{'query' if plan.block_queries == 1 else 'queries'} within each pair "
+                "(verdict.block_queries), so a window's energy belongs to neither alone; "
+                "verdict.block_queries: 0 compares it"
+            )
         if self.throttled_pairs:
             _, dropped = self.decision_trials()
             count = sum(1 for r in self.records if r["throttled"])

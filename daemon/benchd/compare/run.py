@@ -44,7 +44,7 @@ from typing import Any
 
 from benchd.analysis import InsufficientDataError
 from benchd.compare.batch import Batch
-from benchd.compare.plan import ComparisonPlan
+from benchd.compare.plan import AUTO_BLOCK_QUERIES, ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.records import RunSpec, ScenarioSettings, Verdict, to_dict
 from benchd.runner.cpus import configured_cpus
@@ -76,18 +76,26 @@ def plan_comparison(
     resolved: ``DeviceContext.resolve``); ``allow_pickle`` and ``allow_native_code`` are the registry's
     permissions. The timeout is the
     run timeout plus the time cap. The worker's CPUs come from ``benchmark.cpu_set`` on this host.
+    ``verdict.block_queries: auto`` interleaves the pairs in blocks on a CPU and runs whole trials on a GPU.
 
     Raises:
         ConfigError: ``benchmark.cpu_set`` names CPUs this process may not use.
     """
     cpus = configured_cpus(bench.cpu_set, bench.threads)
+    torch_device = device or bench.device
+    if verdict.block_queries == "auto":
+        # on a CPU the host's noise comes in bursts that whole trials catch on one side only; on a GPU the
+        # trials stay whole so each side's energy has its own window
+        block_queries = AUTO_BLOCK_QUERIES if torch_device == "cpu" else 0
+    else:
+        block_queries = int(verdict.block_queries)
 
     def side(version: str, path: str) -> RunSpec:
         return bench.run_spec(
             model=model,
             version=version,
             model_path=path,
-            device=device or bench.device,
+            device=torch_device,
             scenarios=(scenario or bench.scenarios[0],),
             batch_sizes=(batch_size or bench.batch_sizes[0],),
             allow_pickle=allow_pickle,
@@ -108,6 +116,7 @@ def plan_comparison(
         min_effect=verdict.min_effect,
         thresholds={metric: t for metric, t in verdict.thresholds.items()},
         timeout_s=bench.timeout_s + verdict.time_cap_s,
+        block_queries=block_queries,
     )
 
 

@@ -181,6 +181,11 @@ class VerdictConfig(ConfigModel):
         le=10_000_000,
         description="the fewest measured queries of a trial (its P99 rests on 1% of them), within the cap",
     )
+    block_queries: Literal["auto"] | Annotated[Int, Field(ge=0, le=1_000_000)] = Field(
+        "auto",
+        description="within a pair the sides take turns every this many queries, so host noise hits both "
+        "alike; 0: each side's trial whole (its energy then compared); auto: 1 on a CPU, 0 on a GPU",
+    )
     pairs_per_process: Int = Field(
         1, ge=1, le=1000, description="pairs each worker process runs; then a fresh one, load order swapped"
     )

@@ -61,6 +61,9 @@ from benchd.runner.worker import (
 UNIT_WARMUP_MIN_S = 0.25
 #: Queries discarded at the start of every trial (the model was just switched in).
 TRIAL_WARMUP_QUERIES = 10
+#: Untimed queries at the start of every block of an interleaved pair (the other model just ran), per
+#: timed query of the block: a fifth (none in blocks under five, where every query follows the other side's).
+BLOCK_WARMUP_SHARE = 0.2
 
 
 class SideError(RunError):
@@ -166,6 +169,91 @@ def _trial(
     return event
 
 
+def _pair_done(rule: StopRule, queries: int, mean_busy_ns: float) -> bool:
+    """Whether an interleaved pair holds its trials: the closed-loop stop rule, on both sides together.
+
+    The rule reads the sides' fewest queries and their mean busy time: a side much faster than the other
+    would otherwise keep the slow one running until its own seconds were full.
+    """
+    if queries >= rule.max_queries or mean_busy_ns >= rule.max_duration_ns:
+        return True
+    return mean_busy_ns >= rule.min_duration_ns and queries >= min(rule.min_queries, rule.max_queries)
+
+
+def _block(query: Any, first_index: int, skip: int, count: int, out: list[int]) -> int:
+    """``skip`` untimed queries (the model was just switched in), then ``count`` timed ones into ``out``.
+
+    Returns the nanoseconds the timed queries spanned.
+    """
+    pc = time.perf_counter_ns
+    for i in range(first_index, first_index + skip):
+        query(i)
+    t_start = t1 = pc()
+    for i in range(first_index + skip, first_index + skip + count):
+        t0 = pc()
+        query(i)
+        t1 = pc()
+        out.append(t1 - t0)
+    return t1 - t_start
+
+
+def _interleaved_pair(
+    order: tuple[_Side, _Side], plan: ComparisonPlan, pair_index: int, out_dir: Path, stack_factory: Any
+) -> None:
+    """One pair whose sides take turns in blocks of ``plan.block_queries`` queries until both hold a trial.
+
+    A burst of host noise (an interrupt storm, a neighbour's time slice) lasts longer than a block, so it
+    lands on both sides alike instead of on whichever trial happened to be running. Each block starts with
+    ``block * BLOCK_WARMUP_SHARE`` untimed queries (the other model just ran). The pair ends when both sides
+    hold ``trial_queries`` queries and their mean busy time reaches the trial's seconds (sized from their mean
+    settled latency). Each side's trial is its timed queries; its duration is the time its own blocks spanned;
+    its window is the pair's (so the parent compares throttling, not energy, for interleaved trials).
+    """
+    rule = trial_rule(plan, sum(side.typical_ns for side in order) / len(order))
+    latencies: dict[str, list[int]] = {side.name: [] for side in order}
+    busy_ns = dict.fromkeys(latencies, 0)
+    issued = dict.fromkeys(latencies, 0)
+    block = plan.block_queries
+    skip = int(block * BLOCK_WARMUP_SHARE)
+    current: _Side | None = None
+    try:
+        with stack_factory():
+            gc.collect()
+            gc.disable()  # a collection inside the timed window would land in the tail
+            mono0 = time.monotonic()
+            try:
+                while not _pair_done(
+                    rule, min(map(len, latencies.values())), sum(busy_ns.values()) / len(busy_ns)
+                ):
+                    for current in order:
+                        name = current.name
+                        busy_ns[name] += _block(current.query, issued[name], skip, block, latencies[name])
+                        issued[name] += skip + block
+            finally:
+                gc.enable()
+            mono1 = time.monotonic()
+    except Exception as e:  # noqa: BLE001
+        side = current or order[0]
+        raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
+    for side in order:
+        values = np.array(latencies[side.name], dtype=np.int64)
+        path = out_dir / f"trial-{pair_index:03d}-{side.name}.npy"
+        np.save(path, values)
+        emit(
+            "trial",
+            unit=plan.unit,
+            side=side.name,
+            pair_index=pair_index,
+            latencies_file=str(path),
+            queries=len(values),
+            samples=len(values) * side.samples_per_query,
+            duration_s=busy_ns[side.name] * 1e-9,
+            window_start_mono_s=mono0,
+            window_end_mono_s=mono1,
+            block_queries=block,
+        )
+
+
 def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     """Pin, load both versions, warm them up until settled, run the unit's pairs; return its summary."""
     started = time.monotonic()
@@ -209,6 +297,9 @@ def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     loaded_s = time.monotonic() - started
     for pair_index in plan.pair_indices:
         order = SIDES if pair_index % 2 == 0 else (SIDES[1], SIDES[0])
+        if plan.interleaved:
+            _interleaved_pair((sides[order[0]], sides[order[1]]), plan, pair_index, out_dir, stack_factory)
+            continue
         for name in order:
             _trial(sides[name], plan, pair_index, out_dir, stack_factory)
     rule = trial_rule(plan, max(s.typical_ns for s in sides.values()))
@@ -224,6 +315,7 @@ def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
         "trial_min_queries": rule.min_queries,
         "trial_min_s": rule.min_duration_ns * 1e-9,
         "trial_limit_s": plan.trial_limit_s,
+        "block_queries": plan.block_queries if plan.interleaved else 0,
         "benchmark_s": time.monotonic() - started - loaded_s,
         "worker": worker_fingerprint(device),
     }
