@@ -6,10 +6,12 @@
 process to process), feeds both the same seeded inputs, warms each up until its latency settles (those
 queries are discarded), then runs the unit's pairs. Pair ``i`` runs the baseline first when ``i`` is even
 and the candidate first when it is odd (AB, BA, ...), so an order effect inside a pair cancels out too.
-Each trial starts with a few discarded queries (switching models evicts the other one's weights from the
-caches), and is sized from the settled latency to hold ``plan.trial_queries`` queries and
-``plan.trial_s`` seconds, up to ``plan.trial_limit_s``. The garbage collector is off while a trial is timed
-(a collection before each trial), and the thread count is fixed for the whole unit.
+With ``plan.block_queries`` (a CPU's default: 1) the two trials of a pair run as one window in which the
+sides take turns every ``block_queries`` queries, so a burst of host noise lands on both alike; otherwise
+each trial runs whole and starts with a few discarded queries (switching models evicts the other one's
+weights from the caches). A trial is sized from the settled latency to hold ``plan.trial_queries`` queries
+and ``plan.trial_s`` seconds, up to ``plan.trial_limit_s``. The garbage collector is off while a trial is
+timed (a collection before each trial), and the thread count is fixed for the whole unit.
 
 After every trial the raw latencies (int64 ns) go to ``OUT_DIR/trial-<pair>-<side>.npy`` and a JSON line
 ``{"event": "trial", "unit", "side", "pair_index", "latencies_file", "samples", "duration_s",
