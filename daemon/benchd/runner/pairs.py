@@ -171,15 +171,29 @@ def _trial(
     return event
 
 
-def _pair_done(rule: StopRule, queries: int, mean_busy_ns: float) -> bool:
-    """Whether an interleaved pair holds its trials: the closed-loop stop rule, on both sides together.
+def _pair_done(plan: ComparisonPlan, cap_ns: int, queries: int, busy_ns: int) -> bool:
+    """Whether an interleaved pair holds its trials, from the sides' fewest queries and their total busy time.
 
-    The rule reads the sides' fewest queries and their mean busy time: a side much faster than the other
-    would otherwise keep the slow one running until its own seconds were full.
+    Done once each side holds ``trial_queries`` queries and ``trial_s`` seconds on average, or when the pair
+    has taken ``cap_ns`` (:func:`_pair_cap_ns`).
     """
-    if queries >= rule.max_queries or mean_busy_ns >= rule.max_duration_ns:
+    if queries >= max(plan.trial_queries, plan.scenario.max_query_count) or busy_ns >= cap_ns:
         return True
-    return mean_busy_ns >= rule.min_duration_ns and queries >= min(rule.min_queries, rule.max_queries)
+    return queries >= plan.trial_queries and busy_ns >= 2 * plan.trial_s * 1e9
+
+
+def _pair_cap_ns(plan: ComparisonPlan, sides: tuple[_Side, _Side]) -> int:
+    """The most busy time an interleaved pair takes: what its two trials would have taken run whole.
+
+    Run whole, each trial is sized from its own latency within ``trial_limit_s``. When a side is slow enough
+    to be cut at the limit, the pair gets the two trials' sized seconds, so a side many times faster than the
+    other does not keep the slow one running for its queries; otherwise each side may take up to the limit
+    to reach ``trial_queries``, as a whole trial may.
+    """
+    rules = [trial_rule(plan, side.typical_ns) for side in sides]
+    if any(rule.min_duration_ns >= rule.max_duration_ns for rule in rules):
+        return sum(rule.min_duration_ns for rule in rules)
+    return sum(rule.max_duration_ns for rule in rules)
 
 
 def _block(query: Any, first_index: int, skip: int, count: int, out: list[int]) -> int:
@@ -206,12 +220,12 @@ def _interleaved_pair(
 
     A burst of host noise (an interrupt storm, a neighbour's time slice) lasts longer than a block, so it
     lands on both sides alike instead of on whichever trial happened to be running. Each block starts with
-    ``block * BLOCK_WARMUP_SHARE`` untimed queries (the other model just ran). The pair ends when both sides
-    hold ``trial_queries`` queries and their mean busy time reaches the trial's seconds (sized from their mean
-    settled latency). Each side's trial is its timed queries; its duration is the time its own blocks spanned;
-    its window is the pair's (so the parent compares throttling, not energy, for interleaved trials).
+    ``block * BLOCK_WARMUP_SHARE`` untimed queries (the other model just ran). The pair ends as
+    :func:`_pair_done` says. Each side's trial is its timed queries; its duration is the time its own blocks
+    spanned; its window is the pair's (so the parent compares throttling, not energy, for interleaved
+    trials).
     """
-    rule = trial_rule(plan, sum(side.typical_ns for side in order) / len(order))
+    cap_ns = _pair_cap_ns(plan, order)
     latencies: dict[str, list[int]] = {side.name: [] for side in order}
     busy_ns = dict.fromkeys(latencies, 0)
     issued = dict.fromkeys(latencies, 0)
@@ -224,9 +238,7 @@ def _interleaved_pair(
             gc.disable()  # a collection inside the timed window would land in the tail
             mono0 = time.monotonic()
             try:
-                while not _pair_done(
-                    rule, min(map(len, latencies.values())), sum(busy_ns.values()) / len(busy_ns)
-                ):
+                while not _pair_done(plan, cap_ns, min(map(len, latencies.values())), sum(busy_ns.values())):
                     for current in order:
                         name = current.name
                         busy_ns[name] += _block(current.query, issued[name], skip, block, latencies[name])
