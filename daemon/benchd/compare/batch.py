@@ -77,7 +77,6 @@ class Batch:
         self.records: list[dict[str, Any]] = []
         self.units: list[dict[str, Any]] = []
         self.throttled_pairs: set[int] = set()
-        self.interleaved = False
         self.decisions: list[dict[str, Any]] = []
         self.started_s = time.monotonic()
         self.stop_reason = ""
@@ -117,10 +116,10 @@ class Batch:
             return
         latencies_ns = np.load(event["latencies_file"])
         start, end = float(event["window_start_mono_s"]), float(event["window_end_mono_s"])
-        energy_j, throttled, reasons = self._measure(start, end, int(event["samples"]))
-        if event.get("block_queries"):
-            energy_j = None  # both sides ran in one window: its energy belongs to neither alone
-            self.interleaved = True
+        # interleaved: both sides ran in one window, whose energy belongs to neither alone
+        energy_j, throttled, reasons = self._measure(
+            start, end, int(event["samples"]), energy=not self.plan.interleaved
+        )
         trial = Trial(
             side=event["side"],
             pair_index=int(event["pair_index"]),
@@ -156,18 +155,23 @@ class Batch:
         self.units.append({**{k: v for k, v in summary.items() if k != "worker"}, "wall_s": wall_s})
         self.worker = summary
 
-    def _measure(self, start: float, end: float, samples: int) -> tuple[float | None, bool, list[str]]:
+    def _measure(
+        self, start: float, end: float, samples: int, *, energy: bool = True
+    ) -> tuple[float | None, bool, list[str]]:
+        """The window's energy (J; None when not measured or ``energy`` is False) and its throttling."""
         if self.meter is None:
             return None, False, []
         device = self.meter_device or self.device
         self._wait_for_sample_after(device, end)
         try:
-            energy = self.meter.energy_for_window(device, start, end, samples)
+            energy_j = None
+            if energy:
+                report = self.meter.energy_for_window(device, start, end, samples)
+                energy_j = report.energy_j if report.measured else None
             telemetry = self.meter.telemetry_for_window(device, start, end)
         except Exception:  # energy is a bonus: never lose a trial because a sensor failed
             logger.exception("energy/telemetry of a comparison trial failed")
             return None, False, []
-        energy_j = energy.energy_j if energy.measured else None
         return energy_j, bool(telemetry.throttled), list(telemetry.throttle_reasons)
 
     def _wait_for_sample_after(self, device: str, end_mono_s: float, limit_s: float = 0.5) -> None:
@@ -277,7 +281,7 @@ class Batch:
         )
         if unsettled:
             notes.append(f"the {' and '.join(unsettled)} latency never settled during warm-up")
-        if self.interleaved and self.meter is not None:
+        if plan.interleaved and self.meter is not None:
             notes.append(
                 f"energy per sample not compared: the sides took turns every {plan.block_queries} "
                 f"{'query' if plan.block_queries == 1 else 'queries'} within each pair "

@@ -154,18 +154,35 @@ def _trial(
                 gc.enable()
     except Exception as e:  # noqa: BLE001
         raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
+    window = (m.window_start_mono_s, m.window_end_mono_s)
+    return _save_trial(side, plan, pair_index, out_dir, m.latencies_ns, m.duration_s, *window)
+
+
+def _save_trial(
+    side: _Side,
+    plan: ComparisonPlan,
+    pair_index: int,
+    out_dir: Path,
+    latencies_ns: np.ndarray,
+    duration_s: float,
+    window_start_mono_s: float,
+    window_end_mono_s: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write a trial's latencies to ``trial-<pair>-<side>.npy`` and report it as a ``trial`` event."""
     path = out_dir / f"trial-{pair_index:03d}-{side.name}.npy"
-    np.save(path, m.latencies_ns)
+    np.save(path, latencies_ns)
     event = {
         "unit": plan.unit,
         "side": side.name,
         "pair_index": pair_index,
         "latencies_file": str(path),
-        "queries": m.queries,
-        "samples": m.queries * side.samples_per_query,
-        "duration_s": m.duration_s,
-        "window_start_mono_s": m.window_start_mono_s,
-        "window_end_mono_s": m.window_end_mono_s,
+        "queries": len(latencies_ns),
+        "samples": len(latencies_ns) * side.samples_per_query,
+        "duration_s": duration_s,
+        "window_start_mono_s": window_start_mono_s,
+        "window_end_mono_s": window_end_mono_s,
+        **extra,
     }
     emit("trial", **event)
     return event
@@ -251,21 +268,8 @@ def _interleaved_pair(
         raise SideError(classify_error(e, first_query=False), side.name, side.version) from e
     for side in order:
         values = np.array(latencies[side.name], dtype=np.int64)
-        path = out_dir / f"trial-{pair_index:03d}-{side.name}.npy"
-        np.save(path, values)
-        emit(
-            "trial",
-            unit=plan.unit,
-            side=side.name,
-            pair_index=pair_index,
-            latencies_file=str(path),
-            queries=len(values),
-            samples=len(values) * side.samples_per_query,
-            duration_s=busy_ns[side.name] * 1e-9,
-            window_start_mono_s=mono0,
-            window_end_mono_s=mono1,
-            block_queries=block,
-        )
+        duration_s = busy_ns[side.name] * 1e-9
+        _save_trial(side, plan, pair_index, out_dir, values, duration_s, mono0, mono1, block_queries=block)
 
 
 def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
