@@ -78,6 +78,11 @@ def test_example_config_is_valid_and_complete():
         ("export: {latency_buckets: [1ms, 1ms]}\n", "strictly increasing"),
         ("benchmark: [1, 2]\n", "benchmark: expected a mapping"),
         ("benchmark: {amp: 'yes'}\n", "benchmark.amp: expected true or false, got 'yes'"),
+        (
+            "benchmark: {threads: many}\n",
+            "benchmark.threads: must be a thread count from 1 to 1024, auto or none; got 'many'",
+        ),
+        ("benchmark: {threads: 0}\n", "benchmark.threads: must be a thread count from 1 to 1024"),
         ("http: {port: '9777'}\n", "http.port: expected an integer, got '9777'"),
         ("registries:\n  - {type: local, settle: soon}\n", "registries[0].settle: expected a duration"),
         (

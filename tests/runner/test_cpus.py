@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchd.runner.cpus import others, parse_cpu_list, worker_cpus
+from benchd.runner.cpus import available_cpus, configured_cpus, others, parse_cpu_list, worker_cpus, worker_threads
 
 FOUR = (0, 1, 2, 3)
 
@@ -32,6 +32,18 @@ def test_auto_pins_the_last_threads_cpus_and_leaves_one_for_benchd():
     with pytest.raises(ValueError, match=r"cpu_set names CPUs \[7\]"):
         worker_cpus((7,), 1, FOUR)
     assert others((3,), FOUR) == (0, 1, 2) and others(None, FOUR) is None and others(FOUR, FOUR) is None
+
+
+def test_auto_threads_leave_one_cpu_to_the_host_and_pin_the_worker_to_the_rest():
+    assert worker_threads("auto", FOUR) == 3
+    assert worker_threads("auto", (5,)) == 1  # one CPU: the worker still gets a thread
+    assert worker_threads(2, FOUR) == 2 and worker_threads(None, FOUR) is None
+    with pytest.raises(ValueError, match="threads must be a count, auto or none"):
+        worker_threads("many", FOUR)
+    assert worker_cpus("auto", worker_threads("auto", FOUR), FOUR) == (1, 2, 3)
+    here = available_cpus()
+    expected = here[1:] if len(here) > 1 else None
+    assert configured_cpus("auto", "auto") == expected
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs at least two CPUs")

@@ -73,7 +73,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", metavar="DURATION", help="minimum measured duration per scenario, e.g. 10s")
     p.add_argument("--target-qps", type=float, help="server scenario: Poisson arrival rate")
     p.add_argument("--concurrency", type=int, help="concurrency scenario: closed-loop streams")
-    p.add_argument("--threads", type=int, help="torch intra-op threads in the worker")
+    p.add_argument(
+        "--threads",
+        type=lambda text: int(text) if text.isdigit() else text,
+        metavar="N|auto|none",
+        help="torch intra-op threads in the worker: a count, auto (every CPU but one, the worker pinned to "
+        "them) or none (torch's default) [default: from config, else auto]",
+    )
     p.add_argument(
         "--dtype", choices=DTYPES, help="model and input dtype [default: from config, else float32]"
     )

@@ -23,6 +23,7 @@ from pydantic import (
 from benchd.config.problems import FieldProblemsError, raise_problems
 from benchd.config.units import HOUR_S, Bool, ConfigModel, Duration, Int, Number, Str, format_duration
 from benchd.records import SCENARIOS, RunSpec, ScenarioSettings
+from benchd.runner.cpus import worker_threads
 
 # a Literal of the names records.SCENARIOS holds (one list); mypy accepts only literal values there
 ScenarioName = Literal[SCENARIOS]  # type: ignore[valid-type]
@@ -97,6 +98,23 @@ def _batch_sizes_input(value: Any) -> Any:
 BatchSize = Annotated[Int, Field(ge=1, le=65536)]
 
 
+def _threads_input(value: Any) -> Any:
+    """``auto``, ``none``/null or a count from 1 to 1024, else one sentence saying so."""
+    if value is None or value == "auto":
+        return value
+    if value == "none":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
+        return value
+    raise ValueError(f"must be a thread count from 1 to 1024, auto or none; got {value!r}")
+
+
+Threads = Annotated[
+    Union[Literal["auto"], int, None],
+    BeforeValidator(_threads_input, json_schema_input_type=Union[Literal["auto", "none"], int, None]),
+]
+
+
 class BenchConfig(ConfigModel):
     """How to benchmark a model version: scenarios, batch sizes, device and numerics.
 
@@ -115,13 +133,15 @@ class BenchConfig(ConfigModel):
     dtype: Literal[DTYPES] = Field("float32", description="model and input dtype")  # type: ignore[valid-type]
     amp: Bool = Field(False, description="run under torch.autocast")
     compile: Bool = Field(False, description="torch.compile the model before timing")
-    threads: Int | None = Field(
-        None, ge=1, le=1024, description="torch intra-op threads in the worker (none: torch's default)"
+    threads: Threads = Field(
+        "auto",
+        description="torch intra-op threads in the worker: a count, auto (every CPU but one, at least one: "
+        "the host's other work gets a CPU of its own) or none (torch's default, every CPU)",
     )
     cpu_set: Literal["auto", "none"] | tuple[Annotated[Int, Field(ge=0, le=4095)], ...] = Field(
         "auto",
         description="CPUs the worker pins itself to, benchd's own threads kept off them: a list, none, or "
-        "auto (the last `threads` CPUs when threads is set and leaves one for benchd)",
+        "auto (the last `threads` CPUs when that leaves one for benchd)",
     )
     timeout_s: Duration = Field(
         600.0,
@@ -265,7 +285,7 @@ class BenchConfig(ConfigModel):
             dtype=self.dtype,
             amp=self.amp,
             compile=self.compile,
-            threads=self.threads,
+            threads=worker_threads(self.threads),
             allow_pickle=self.allow_pickle or allow_pickle,
             allow_native_code=self.allow_native_code or allow_native_code,
             cpus=cpus,

@@ -53,6 +53,21 @@ def parse_cpu_list(text: str) -> CPUSet:
     return tuple(sorted(cpus))
 
 
+def worker_threads(setting: int | str | None, available: CPUSet | None = None) -> int | None:
+    """The worker's torch intra-op thread count for ``benchmark.threads``.
+
+    ``auto``: every CPU this process may use but one (at least one), so the host's other work (benchd's
+    sampler and HTTP threads, a Prometheus scraping it) has a CPU of its own instead of preempting a timed
+    query; a count as given; None: torch's default (every CPU).
+    """
+    if setting == "auto":
+        available = available if available is not None else available_cpus()
+        return max(1, len(available) - 1)
+    if isinstance(setting, str):
+        raise ValueError(f"threads must be a count, auto or none, got {setting!r}")
+    return setting
+
+
 def worker_cpus(
     setting: str | Sequence[int] | None, threads: int | None, available: CPUSet | None = None
 ) -> CPUSet | None:
@@ -81,8 +96,8 @@ def worker_cpus(
     return wanted
 
 
-def configured_cpus(setting: str | Sequence[int] | None, threads: int | None) -> CPUSet | None:
-    """:func:`worker_cpus` of ``benchmark.cpu_set`` and ``threads`` on this host.
+def configured_cpus(setting: str | Sequence[int] | None, threads: int | str | None) -> CPUSet | None:
+    """:func:`worker_cpus` of ``benchmark.cpu_set`` and ``benchmark.threads`` (:func:`worker_threads`) here.
 
     Raises:
         ConfigError: ``cpu_set`` names CPUs this process may not use (the field is named).
@@ -90,7 +105,7 @@ def configured_cpus(setting: str | Sequence[int] | None, threads: int | None) ->
     from benchd.errors import ConfigError
 
     try:
-        return worker_cpus(setting, threads)
+        return worker_cpus(setting, worker_threads(threads))
     except ValueError as e:
         raise ConfigError("benchmark.cpu_set", str(e)) from e
 
