@@ -132,6 +132,19 @@ def test_block_queries_is_auto_on_a_cpu_whole_trials_on_a_gpu_or_as_configured(v
     assert not planned("cpu", "auto", "concurrency").interleaved
 
 
+def processes_naming(path: Path) -> list[str]:
+    """Command lines of the live processes that name ``path`` (a comparison's workers name their folders)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+        except OSError:  # ended meanwhile
+            continue
+        if str(path).encode() in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
 def test_a_slower_candidate_is_regressed_and_the_batch_stops_once_decided(versions, tmp_path):
     plan = plan_for(versions["mlp"], versions["mlp_slow"], max_pairs=12)
     outcome = compare(plan, tmp_path / "out")
@@ -147,6 +160,12 @@ def test_a_slower_candidate_is_regressed_and_the_batch_stops_once_decided(versio
     assert inputs["stopped"] == "decided", why
     assert inputs["pairs"] < plan.max_pairs
     assert len(list((tmp_path / "out").glob("unit-*/trial-*.npy"))) == 2 * inputs["pairs"]
+    # every unit after the first was started while the one before it ran (its plan.json came later); the
+    # next one, started while the last ran, was ended once the batch had decided: no folder, no process
+    units = inputs["unit_log"]
+    assert [unit["prestarted"] for unit in units] == [False] + [True] * (len(units) - 1)
+    assert len(list((tmp_path / "out").glob("unit-*"))) == len(units)
+    assert processes_naming(tmp_path / "out") == []
     p50 = inputs["metrics"]["p50_latency"]
     assert p50["interval"][0] > 1 + p50["m"] and p50["t"] == pytest.approx(0.10)
     # the sides alternate query by query (a CPU's default): equal counts, the pair sized by their mean latency
@@ -172,6 +191,7 @@ def test_a_failing_candidate_gives_a_typed_error_not_a_verdict(versions, tmp_pat
     assert outcome.error_kind == "model_error"
     assert "candidate version 2" in outcome.error and "deliberate failure" in outcome.error
     assert outcome.inputs["stopped"] == "error"
+    assert processes_naming(tmp_path / "out") == []  # the next unit's waiting worker was ended too
 
 
 def test_cancel_kills_the_worker_and_says_interrupted(versions, tmp_path):
@@ -185,6 +205,7 @@ def test_cancel_kills_the_worker_and_says_interrupted(versions, tmp_path):
         plan_for(versions["mlp"], versions["mlp"]), tmp_path / "out", cancel=cancel, on_event=on_event
     )
     assert outcome.error_kind == "interrupted" and outcome.verdict is None
+    assert processes_naming(tmp_path / "out") == []
 
 
 def test_plan_from_config_and_json_round_trip():

@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from benchd.runner.cpus import available_cpus, configured_cpus, others, parse_cpu_list, worker_cpus, worker_threads
+from benchd.runner.cpus import (
+    available_cpus,
+    configured_cpus,
+    others,
+    parse_cpu_list,
+    worker_cpus,
+    worker_threads,
+)
 
 FOUR = (0, 1, 2, 3)
 

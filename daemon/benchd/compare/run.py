@@ -4,10 +4,13 @@
 process (its own process group, killed on timeout or cancel) that loads both versions, the load order
 swapped from one unit to the next, and runs ``pairs_per_unit`` pairs of short trials (AB, BA, ...). Fresh
 processes make an offset between the sides that is fixed inside one process (memory layout, load order)
-vary from unit to unit, where the interval sees it. Each trial the worker reports becomes an
-:class:`~benchd.analysis.Trial` (energy from the parent's sampler for the trial's window when there is
-one). From ``min_units`` units on the batch is decided after every unit (:func:`~benchd.analysis.decide`
-with the plan's look schedule, so the interval stays valid however often it looks); when
+vary from unit to unit, where the interval sees it. When the worker has CPUs of its own, the next unit's
+process starts while the current one runs: it imports torch on benchd's CPUs and waits for its ``plan.json``
+(written, by rename, when its unit starts), so a unit costs its loading and trials, not an interpreter's
+start; it is ended, its folder removed, when the batch stops before it. Each trial the worker reports
+becomes an :class:`~benchd.analysis.Trial` (energy from the parent's sampler for the trial's window when
+there is one). From ``min_units`` units on the batch is decided after every unit
+(:func:`~benchd.analysis.decide` with the plan's look schedule, so the interval stays valid however often it looks); when
 :func:`~benchd.analysis.should_continue` says stop (every metric decided, ``max_pairs`` done or the time cap
 reached) no new unit starts, and the verdict is decided once more with ``final=True``, so an undecided
 metric ends ``inconclusive``, never a silent pass.
@@ -34,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -47,8 +51,16 @@ from benchd.compare.batch import Batch
 from benchd.compare.plan import AUTO_BLOCK_QUERIES, ComparisonPlan
 from benchd.config import BenchConfig, VerdictConfig
 from benchd.records import RunSpec, ScenarioSettings, Verdict, to_dict
-from benchd.runner.cpus import configured_cpus
-from benchd.runner.launch import EventHandler, WorkerLimits, run_worker
+from benchd.runner.cpus import configured_cpus, others
+from benchd.runner.launch import (
+    EventHandler,
+    WorkerEnd,
+    WorkerLimits,
+    WorkerProcess,
+    begin_worker,
+    discard_worker,
+    finish_worker,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,30 +214,55 @@ def compare(
                 logger.exception("comparison event handler failed")
         batch.add_event(event)
 
-    for unit in range(plan.max_units):
-        unit_plan = plan.replace(unit=unit)
+    # the next unit's worker starts while this one runs: it imports torch on benchd's own CPUs, off the
+    # worker's, and waits there for its plan.json, so a unit costs its loading and trials, not a start
+    wait_cpus = others(plan.candidate.cpus)
+    upcoming: tuple[Path, WorkerProcess | WorkerEnd] | None = None
+
+    def start(unit: int, prestarted: bool) -> tuple[Path, WorkerProcess | WorkerEnd]:
         unit_dir = out / f"unit-{unit:03d}"
         unit_dir.mkdir(parents=True, exist_ok=True)
-        plan_path = unit_dir / "plan.json"
-        plan_path.write_text(json.dumps(to_dict(unit_plan), indent=1))
-        unit_started = time.monotonic()
-        end = run_worker(
+        (unit_dir / "plan.json").unlink(missing_ok=True)  # an earlier batch's would start it at once
+        args = [str(unit_dir / "plan.json"), str(unit_dir)]
+        if prestarted:
+            args += ["--wait-on-cpus", ",".join(map(str, wait_cpus or ()))]
+        what = f"the comparison (worker process {unit + 1})"
+        return unit_dir, begin_worker(
             "benchd.runner.pairs",
-            [str(plan_path), str(unit_dir)],
+            args,
             unit_dir,
-            timeout_s=max(1.0, deadline - unit_started),
-            what=f"the comparison (worker process {unit + 1})",
-            cancel=cancel,
+            what=what,
             on_event=handle,
             python=python,
             env=env,
             limits=limits,
         )
-        if end.failed:
-            return failed(end.error_kind or "internal", end.error or "")
-        batch.unit_ended(end.payload or {}, time.monotonic() - unit_started)
-        if batch.should_stop():
-            break
+
+    try:
+        for unit in range(plan.max_units):
+            unit_dir, worker = upcoming or start(unit, prestarted=False)
+            upcoming = None
+            unit_started = time.monotonic()
+            tmp = unit_dir / "plan.json.tmp"  # renamed into place: a waiting worker never reads half a plan
+            tmp.write_text(json.dumps(to_dict(plan.replace(unit=unit)), indent=1))
+            tmp.replace(unit_dir / "plan.json")
+            if wait_cpus is not None and unit + 1 < plan.max_units:
+                upcoming = start(unit + 1, prestarted=True)
+            end = finish_worker(
+                worker,
+                timeout_s=max(1.0, deadline - unit_started),
+                what=f"the comparison (worker process {unit + 1})",
+                cancel=cancel,
+            )
+            if end.failed:
+                return failed(end.error_kind or "internal", end.error or "")
+            batch.unit_ended(end.payload or {}, time.monotonic() - unit_started)
+            if batch.should_stop():
+                break
+    finally:
+        if upcoming is not None:  # not needed: the batch decided, failed or was cancelled
+            discard_worker(upcoming[1])
+            shutil.rmtree(upcoming[0], ignore_errors=True)
     try:
         verdict = batch.decide(final=True)
     except InsufficientDataError as e:

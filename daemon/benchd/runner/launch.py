@@ -35,6 +35,9 @@ __all__ = [
     "WorkerEnd",
     "WorkerLimits",
     "WorkerProcess",
+    "begin_worker",
+    "discard_worker",
+    "finish_worker",
     "kill_group",
     "read_events",
     "run_spec",
@@ -98,22 +101,60 @@ def run_worker(
     size; default :class:`WorkerLimits`), a timeout, ``cancel``, the result file, and the same error kinds
     (``worker_crashed``, ``timeout``, ``interrupted``, ``out_of_memory``, or the worker's own). ``what``
     names the job in messages ("the run", "the comparison"). Never raises for a failed worker.
+    :func:`begin_worker` and :func:`finish_worker` are its two halves, for a caller that starts the next
+    worker before the current one has ended.
     """
-    limits = limits or WorkerLimits()
+    worker = begin_worker(
+        module, args, out_dir, what=what, on_event=on_event, python=python, env=env, limits=limits
+    )
+    return finish_worker(worker, timeout_s=timeout_s, what=what, cancel=cancel)
+
+
+def begin_worker(
+    module: str,
+    args: list[str],
+    out_dir: Path,
+    *,
+    what: str,
+    on_event: EventHandler | None = None,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    limits: WorkerLimits | None = None,
+) -> WorkerProcess | WorkerEnd:
+    """Start a worker as :func:`run_worker` does; a :class:`WorkerEnd` when it could not be started."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "result.json").unlink(missing_ok=True)
     try:
-        worker = WorkerProcess(
-            module, args, out_dir, on_event=on_event, python=python, env=env, limits=limits
-        )
+        return WorkerProcess(module, args, out_dir, on_event=on_event, python=python, env=env, limits=limits)
     except OSError as e:
         return WorkerEnd(None, "failed", "worker_crashed", f"cannot start the worker process for {what}: {e}")
+
+
+def finish_worker(
+    worker: WorkerProcess | WorkerEnd,
+    *,
+    timeout_s: float,
+    what: str,
+    cancel: threading.Event | None = None,
+) -> WorkerEnd:
+    """Wait for a worker from :func:`begin_worker` (its events delivered on this thread); say how it ended."""
+    if isinstance(worker, WorkerEnd):
+        return worker
     try:
         code = worker.wait(timeout_s, cancel)
     finally:
         worker.cleanup()
-    end = _worker_end(code, out_dir, worker, what, timeout_s, cancel)
-    return _name_memory_limit(end, limits, worker, what)
+    end = _worker_end(code, worker.out_dir, worker, what, timeout_s, cancel)
+    return _name_memory_limit(end, worker.limits, worker, what)
+
+
+def discard_worker(worker: WorkerProcess | WorkerEnd | None) -> None:
+    """End a worker that is no longer wanted (its whole tree) and remove its scratch folders."""
+    if isinstance(worker, WorkerProcess):
+        try:
+            kill_group(worker.proc, worker.limits.grace_s, worker.out_dir)
+        finally:
+            worker.cleanup()
 
 
 def _worker_end(

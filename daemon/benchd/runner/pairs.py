@@ -1,6 +1,7 @@
 """The comparison worker: one unit of a batch, interleaved A B / B A trials of a baseline and a candidate.
 
-``python -m benchd.runner.pairs PLAN.json OUT_DIR`` runs the unit ``plan.unit`` of a
+``python -m benchd.runner.pairs PLAN.json OUT_DIR`` (``--wait-on-cpus CPUS`` when started before its unit:
+see :func:`wait_for_plan`) runs the unit ``plan.unit`` of a
 :class:`~benchd.compare.plan.ComparisonPlan`: it pins itself to ``plan.cpus``, loads both model versions
 (the baseline first in even units, the candidate first in odd ones, so a load-order effect alternates from
 process to process), feeds both the same seeded inputs, warms each up until its latency settles (those
@@ -22,7 +23,10 @@ worker does.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
+import importlib
 import json
 import sys
 import time
@@ -46,7 +50,7 @@ from benchd.loadgen.scenarios import (
 )
 from benchd.loadgen.warmup import warm_until_settled
 from benchd.records import ScenarioSettings, from_dict
-from benchd.runner.cpus import pin_process
+from benchd.runner.cpus import parse_cpu_list, pin_process
 from benchd.runner.timing import autocast_context
 from benchd.runner.worker import (
     classify_error,
@@ -66,6 +70,8 @@ TRIAL_WARMUP_QUERIES = 10
 #: Untimed queries at the start of every block of an interleaved pair (the other model just ran), per
 #: timed query of the block: a fifth (none in blocks under five, where every query follows the other side's).
 BLOCK_WARMUP_SHARE = 0.2
+#: How often a pre-started worker looks for its plan (seconds): the most a unit's start waits on it.
+PLAN_POLL_S = 0.005
 
 
 class SideError(RunError):
@@ -339,13 +345,38 @@ def run_unit(plan: ComparisonPlan, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def _run_plan_file(plan_path: Path, out_dir: Path) -> dict[str, Any]:
-    return run_unit(from_dict(ComparisonPlan, json.loads(plan_path.read_text())), out_dir)
+def _run_plan_file(plan_path: Path, out_dir: Path, prestarted: bool = False) -> dict[str, Any]:
+    summary = run_unit(from_dict(ComparisonPlan, json.loads(plan_path.read_text())), out_dir)
+    return {**summary, "prestarted": prestarted}
+
+
+def wait_for_plan(plan_path: Path, cpus: tuple[int, ...] | None, poll_s: float = PLAN_POLL_S) -> None:
+    """Wait as a pre-started worker until ``plan_path`` appears (renamed into place when the unit starts).
+
+    Meanwhile, on ``cpus`` (benchd's own, off the timed ones), it imports what loading a model needs.
+
+    The parent ends a worker it no longer needs; a worker whose parent died is ended by its supervisor.
+    """
+    pin_process(cpus)
+    with contextlib.suppress(ImportError):  # torch.export's archive loader: the slowest import of a load
+        importlib.import_module("torch.export.pt2_archive._package")
+    while not plan_path.exists():
+        time.sleep(poll_s)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m benchd.runner.pairs PLAN.json OUT_DIR``."""
-    return worker_main(argv, "python -m benchd.runner.pairs PLAN.json OUT_DIR", _run_plan_file)
+    """Entry point of ``python -m benchd.runner.pairs PLAN.json OUT_DIR [--wait-on-cpus CPUS]``.
+
+    With ``--wait-on-cpus`` (a CPU list, or empty for no pinning) the worker was started before its unit:
+    it waits for ``PLAN.json`` (:func:`wait_for_plan`) before it runs it.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    prestarted = len(args) == 4 and args[2] == "--wait-on-cpus"
+    if prestarted:
+        wait_for_plan(Path(args[0]), parse_cpu_list(args[3]) if args[3] else None)
+        args = args[:2]
+    usage = "python -m benchd.runner.pairs PLAN.json OUT_DIR [--wait-on-cpus CPUS]"
+    return worker_main(args, usage, functools.partial(_run_plan_file, prestarted=prestarted))
 
 
 if __name__ == "__main__":
