@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from benchd.runner.procs import boot_id, identity_of, is_same_process, kill_stale_worker
+from benchd.runner.procs import boot_id, identity_of, is_same_process, kill_stale_worker, kill_stale_workers
 
 
 @pytest.fixture
@@ -53,6 +53,14 @@ def test_a_live_stale_worker_is_killed(tmp_path, spawn):
     write_pid_file(tmp_path / "run", identity(stale.pid))
     assert kill_stale_worker(tmp_path / "run") == [stale.pid]
     assert stale.wait(timeout=10) == -9
+
+
+def test_a_runs_comparison_workers_are_killed_with_its_own(tmp_path, spawn):
+    run_worker, unit_worker = spawn("sleep", "300"), spawn("sleep", "301")
+    write_pid_file(tmp_path / "run", identity(run_worker.pid))
+    write_pid_file(tmp_path / "run" / "compare-single_stream-bs1" / "unit-001", identity(unit_worker.pid))
+    assert sorted(kill_stale_workers(tmp_path / "run")) == sorted([run_worker.pid, unit_worker.pid])
+    assert run_worker.wait(timeout=10) == -9 and unit_worker.wait(timeout=10) == -9
 
 
 @pytest.mark.parametrize(

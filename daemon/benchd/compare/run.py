@@ -10,7 +10,8 @@ process starts while the current one runs: it imports torch on benchd's CPUs and
 start; it is ended, its folder removed, when the batch stops before it. Each trial the worker reports
 becomes an :class:`~benchd.analysis.Trial` (energy from the parent's sampler for the trial's window when
 there is one). From ``min_units`` units on the batch is decided after every unit
-(:func:`~benchd.analysis.decide` with the plan's look schedule, so the interval stays valid however often it looks); when
+(:func:`~benchd.analysis.decide` with the plan's look schedule, so the interval stays valid however often
+it looks); when
 :func:`~benchd.analysis.should_continue` says stop (every metric decided, ``max_pairs`` done or the time cap
 reached) no new unit starts, and the verdict is decided once more with ``final=True``, so an undecided
 metric ends ``inconclusive``, never a silent pass.

@@ -143,3 +143,9 @@ def kill_stale_worker(run_dir: Path, proc: Path = _PROC) -> list[int]:
     if killed:
         time.sleep(0.1)
     return killed
+
+
+def kill_stale_workers(run_dir: Path, proc: Path = _PROC) -> list[int]:
+    """:func:`kill_stale_worker` for a run's own worker and every worker under it (a comparison's units)."""
+    folders = sorted({path.parent for path in run_dir.rglob(PID_FILE)})
+    return [pid for folder in folders for pid in kill_stale_worker(folder, proc)]

@@ -2,7 +2,7 @@
 
 Start-up order matters for the safety of a daemon already running (:mod:`benchd.service.lifecycle`):
 the data-dir lock before anything else, the HTTP port bound before recovery, and stale workers killed
-only once identified by pid, start time and command line (:func:`benchd.runner.procs.kill_stale_worker`).
+only once identified by pid, start time and command line (:func:`benchd.runner.procs.kill_stale_workers`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from benchd.redaction import redact_url
 from benchd.registry.factory import build_watchers
 from benchd.runner.cpus import configured_cpus, others, pin_process
 from benchd.runner.launch import WorkerLimits
-from benchd.runner.procs import kill_stale_worker
+from benchd.runner.procs import kill_stale_workers
 from benchd.service.api import API
 from benchd.service.lifecycle import (
     DataDirLock,
@@ -349,7 +349,7 @@ class BenchdApp:
                 f"{redact_url(self.store.path)}: {one_line(str(e)) or type(e).__name__}"
             ) from e
         for record in recovered:
-            kill_stale_worker(self.runs_dir / str(record.id))
+            kill_stale_workers(self.runs_dir / str(record.id))
             logger.warning(
                 "run %d (%s/%s) was interrupted by a daemon stop: %s",
                 record.id,
