@@ -220,19 +220,21 @@ def compare(
     wait_cpus = others(plan.candidate.cpus)
     upcoming: tuple[Path, WorkerProcess | WorkerEnd] | None = None
 
-    def start(unit: int, prestarted: bool) -> tuple[Path, WorkerProcess | WorkerEnd]:
+    def what(unit: int) -> str:
+        return f"the comparison (worker process {unit + 1})"
+
+    def start(unit: int, wait_on: tuple[int, ...] | None = None) -> tuple[Path, WorkerProcess | WorkerEnd]:
+        """Start unit ``unit``'s worker; with ``wait_on`` CPUs it waits there until its plan.json appears."""
         unit_dir = out / f"unit-{unit:03d}"
-        unit_dir.mkdir(parents=True, exist_ok=True)
         (unit_dir / "plan.json").unlink(missing_ok=True)  # an earlier batch's would start it at once
         args = [str(unit_dir / "plan.json"), str(unit_dir)]
-        if prestarted:
-            args += ["--wait-on-cpus", ",".join(map(str, wait_cpus or ()))]
-        what = f"the comparison (worker process {unit + 1})"
+        if wait_on is not None:
+            args += ["--wait-on-cpus", ",".join(map(str, wait_on))]
         return unit_dir, begin_worker(
             "benchd.runner.pairs",
             args,
             unit_dir,
-            what=what,
+            what=what(unit),
             on_event=handle,
             python=python,
             env=env,
@@ -241,20 +243,16 @@ def compare(
 
     try:
         for unit in range(plan.max_units):
-            unit_dir, worker = upcoming or start(unit, prestarted=False)
+            unit_dir, worker = upcoming or start(unit)
             upcoming = None
             unit_started = time.monotonic()
             tmp = unit_dir / "plan.json.tmp"  # renamed into place: a waiting worker never reads half a plan
             tmp.write_text(json.dumps(to_dict(plan.replace(unit=unit)), indent=1))
             tmp.replace(unit_dir / "plan.json")
             if wait_cpus is not None and unit + 1 < plan.max_units:
-                upcoming = start(unit + 1, prestarted=True)
-            end = finish_worker(
-                worker,
-                timeout_s=max(1.0, deadline - unit_started),
-                what=f"the comparison (worker process {unit + 1})",
-                cancel=cancel,
-            )
+                upcoming = start(unit + 1, wait_on=wait_cpus)
+            timeout_s = max(1.0, deadline - unit_started)
+            end = finish_worker(worker, timeout_s=timeout_s, what=what(unit), cancel=cancel)
             if end.failed:
                 return failed(end.error_kind or "internal", end.error or "")
             batch.unit_ended(end.payload or {}, time.monotonic() - unit_started)

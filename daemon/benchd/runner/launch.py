@@ -148,7 +148,7 @@ def finish_worker(
     return _name_memory_limit(end, worker.limits, worker, what)
 
 
-def discard_worker(worker: WorkerProcess | WorkerEnd | None) -> None:
+def discard_worker(worker: WorkerProcess | WorkerEnd) -> None:
     """End a worker that is no longer wanted (its whole tree) and remove its scratch folders."""
     if isinstance(worker, WorkerProcess):
         try:
